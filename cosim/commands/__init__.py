@@ -1,0 +1,1 @@
+"""Subcommands of the `cosim` program; each module has `register(app)`."""

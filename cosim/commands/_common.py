@@ -1,0 +1,63 @@
+"""Helpers shared by the command modules: JSON output, errors, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.console import Console
+
+# Tables go to stdout; when stdout is not a terminal (pipes, CI logs) rich would wrap them at
+# 80 columns, so give them room.
+console = Console(stderr=True)
+out_console = Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _default(o: Any):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return None if not math.isfinite(float(o)) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def print_json(data: Any) -> None:
+    """Print `data` as JSON on stdout (the machine-readable twin of every table)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=_default, allow_nan=False) + "\n")
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    """Print an error on stderr and exit with `code`."""
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text to `path` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))

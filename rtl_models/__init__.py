@@ -1,0 +1,1 @@
+"""Hardware at gate and register level: netlists, exhaustive simulation, costs, multiplier designs."""
