@@ -70,11 +70,6 @@ def reference_table(ref: Callable[[np.ndarray, np.ndarray], np.ndarray], signed:
 
 def load_all() -> dict[str, DesignSpec]:
     """Import every design module (registering its configurations) and return the registry."""
-    from . import exact  # noqa: F401
-    for mod in ("partial_product", "dynamic_range", "logarithmic"):
-        try:
-            __import__(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:  # modules land one by one
-            if exc.name != f"{__name__}.{mod}":
-                raise
+    from . import dynamic_range, exact, logarithmic, partial_product  # noqa: F401
+
     return DESIGNS
