@@ -16,7 +16,7 @@ from rich.console import Console
 
 # Tables go to stdout; when stdout is not a terminal (pipes, CI logs) rich would wrap them at
 # 80 columns, so give them room.
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out_console = Console() if sys.stdout.isatty() else Console(width=200)
 
 
