@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .costs import CHARACTERIZATION_CLOCK_GHZ, hardware_costs
+from .costs import CALIBRATIONS, CHARACTERIZATION_CLOCK_GHZ, POWER_DELAY_MODEL, cost_model_id, hardware_costs
 from .metrics import error_metrics
 from .multiplier import Multiplier, table_sha256
 from .netlist import Netlist
@@ -24,11 +24,15 @@ def characterize(
     disagreements: tuple = (),
     clock_ghz: float = CHARACTERIZATION_CLOCK_GHZ,
     seed: int = DEFAULT_SEED,
+    delay_model: str = POWER_DELAY_MODEL,
 ) -> Multiplier:
     """One exhaustive simulation gives the table, the error metrics and the power; STA the delay."""
+    if delay_model not in CALIBRATIONS:
+        raise ValueError(f"delay_model must be one of {', '.join(CALIBRATIONS)}, got {delay_model!r}")
     comp = netlist.compile()
-    sim = simulate(comp, signed=signed, seed=seed)
-    costs = hardware_costs(comp, sim.toggles, sim.n_transitions, clock_ghz=clock_ghz)
+    sim = simulate(comp, signed=signed, seed=seed, delay_model=delay_model)
+    costs = hardware_costs(comp, sim.toggles, sim.n_transitions, clock_ghz=clock_ghz,
+                           cal=CALIBRATIONS[delay_model])
     return Multiplier(
         name=name,
         library=library,
@@ -48,4 +52,5 @@ def characterize(
         cells=netlist.cell_counts(),
         published=dict(published or {}),
         disagreements=tuple(disagreements),
+        cost_model=cost_model_id(delay_model),
     )

@@ -81,6 +81,7 @@ def _from_npz(path: Path) -> Multiplier:
         cells=rec.get("cells", {}),
         published=rec.get("published", {}),
         disagreements=tuple(rec.get("disagreements", ())),
+        cost_model=rec.get("cost_model", ""),
     )
     if table_sha256(m.table, m.signed) != m.sha256:
         raise ValueError(f"{path}: table does not match its recorded sha256 (corrupt cache file)")
@@ -111,7 +112,7 @@ def save_multipliers(multipliers: Iterable[Multiplier], directory: Path, name_fn
 def _builtin_fingerprint() -> str:
     here = Path(__file__).parent
     h = hashlib.sha256(BUILTIN_VERSION.encode())
-    files = sorted(here.glob("designs/*.py")) + [here / f for f in ("builder.py", "costs.py", "simulate.py", "netlist.py", "metrics.py")]
+    files = sorted(here.glob("designs/*.py")) + [here / f for f in ("builder.py", "costs.py", "simulate.py", "netlist.py", "metrics.py", "characterize.py", "multiplier.py")]
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -173,6 +174,14 @@ def load_imported() -> list[Multiplier]:
     if not root.is_dir():
         return []
     return [_from_npz(f) for f in sorted(root.glob("*/*/*.npz"))]
+
+
+def stale_cost_models(multipliers: Iterable[Multiplier]) -> list[Multiplier]:
+    """Multipliers whose costs came from another cost model than today's (re-import to refresh)."""
+    from .costs import cost_model_id
+
+    current = cost_model_id()
+    return [m for m in multipliers if m.cost_model != current]
 
 
 def store_imported(multipliers: list[Multiplier]) -> list[Path]:

@@ -45,6 +45,7 @@ class Multiplier:
     cells: dict = field(default_factory=dict)  # cell counts by type
     published: dict = field(default_factory=dict)  # figures from an imported header, our keys
     disagreements: tuple = ()  # published figures our recomputation does not reproduce
+    cost_model: str = ""  # rtl_models.costs.cost_model_id() of the model that gave the costs
 
     def __post_init__(self):
         t = np.asarray(self.table)
@@ -88,6 +89,7 @@ class Multiplier:
                 "power_mw": self.power_mw,
                 "energy_pj": self.energy_pj,
                 "cells": dict(self.cells),
+                "cost_model": self.cost_model,
             }
         )
         if self.published:

@@ -63,7 +63,15 @@ def list_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the records as JSON instead of a table."),
 ) -> None:
     """List the multiplier library (built-in and imported)."""
+    from rtl_models.library import stale_cost_models
+
     lib = _library().filter(signed=signed, library=library, family=family)
+    stale = stale_cost_models(lib)
+    if stale:
+        console.print(
+            f"[yellow]warning:[/] {len(stale)} imported multipliers were costed by an older cost model "
+            f"({', '.join(m.name for m in stale[:5])}{'...' if len(stale) > 5 else ''}); re-import them to refresh"
+        )
     if pareto:
         try:
             lib = lib.pareto(pareto, cost)

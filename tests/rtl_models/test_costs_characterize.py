@@ -10,6 +10,8 @@ from rtl_models.costs import (
     ANCHOR_PUBLISHED,
     BASE_CELL_COSTS,
     CALIBRATION,
+    CALIBRATIONS,
+    POWER_DELAY_MODEL,
     critical_path_ns,
     fit_calibration,
     hardware_costs,
@@ -17,7 +19,7 @@ from rtl_models.costs import (
 from rtl_models.designs import load_all
 from rtl_models.metrics import error_metrics, exact_table
 from rtl_models.netlist import CELL_TYPES
-from rtl_models.simulate import simulate
+from rtl_models.simulate import DELAY_MODELS, simulate
 
 EXACT = ["mul8u_array", "mul8u_dadda", "mul8u_wallace", "mul8s_bw_array", "mul8s_bw_dadda"]
 
@@ -42,16 +44,40 @@ def test_every_cell_type_has_costs():
         assert len(c.delay_ns) == n_out and len(c.energy_fj) == n_out
 
 
-def test_calibration_constants_match_a_fresh_fit(designs):
+@pytest.mark.parametrize("delay_model", DELAY_MODELS)
+def test_calibration_constants_match_a_fresh_fit(designs, delay_model):
     comp = designs[ANCHOR_NAME].build().compile()
-    sim = simulate(comp)
+    sim = simulate(comp, delay_model=delay_model)
     fit = fit_calibration(comp, sim.toggles, sim.n_transitions)
+    cal = CALIBRATIONS[delay_model]
     for field in ("area", "delay", "energy", "leakage"):
-        assert getattr(CALIBRATION, field) == pytest.approx(getattr(fit, field), rel=1e-3), field
-    costs = hardware_costs(comp, sim.toggles, sim.n_transitions)
+        assert getattr(cal, field) == pytest.approx(getattr(fit, field), rel=1e-3), field
+    costs = hardware_costs(comp, sim.toggles, sim.n_transitions, cal=cal)
     assert costs.area_um2 == pytest.approx(ANCHOR_PUBLISHED["area_um2"], rel=1e-3)
     assert costs.delay_ns == pytest.approx(ANCHOR_PUBLISHED["delay_ns"], rel=1e-3)
     assert costs.power_mw == pytest.approx(ANCHOR_PUBLISHED["power_mw"], rel=1e-3)
+
+
+def test_power_model_is_glitch_aware_and_zero_delay_stays_selectable(designs):
+    assert set(CALIBRATIONS) == set(DELAY_MODELS)
+    assert CALIBRATION == CALIBRATIONS[POWER_DELAY_MODEL] == CALIBRATIONS["unit"]
+    spec = designs[ANCHOR_NAME]
+    unit = characterize(spec.build(), name=spec.name, library="cosim", version="1", signed=False)
+    zero = characterize(spec.build(), name=spec.name, library="cosim", version="1", signed=False,
+                        delay_model="zero")
+    # each model's own calibration puts the anchor on the published power
+    assert unit.power_mw == pytest.approx(ANCHOR_PUBLISHED["power_mw"], rel=1e-3)
+    assert zero.power_mw == pytest.approx(ANCHOR_PUBLISHED["power_mw"], rel=1e-3)
+    assert unit.area_um2 == zero.area_um2 and unit.delay_ns == zero.delay_ns
+    # a shallow design glitches less than the deep anchor, so glitch-aware power ranks it cheaper
+    shallow = designs["mul8u_dadda"]
+    u = characterize(shallow.build(), name=shallow.name, library="cosim", version="1", signed=False)
+    z = characterize(shallow.build(), name=shallow.name, library="cosim", version="1", signed=False,
+                     delay_model="zero")
+    assert u.power_mw < z.power_mw
+    with pytest.raises(ValueError, match="'inertial'"):
+        characterize(spec.build(), name=spec.name, library="cosim", version="1", signed=False,
+                     delay_model="inertial")
 
 
 def test_static_timing_equals_longest_path(designs):
