@@ -1,0 +1,294 @@
+"""LUT GEMM / conv kernels: every fast path bit-exact against the plain lookup reference."""
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cosim import axkernels as ak
+from rtl_models.metrics import exact_table
+
+SETTINGS = settings(max_examples=40, deadline=None)
+VALS = {s: ak.code_values(s) for s in (False, True)}
+
+
+# -- tables ----------------------------------------------------------------------------------
+def bits(signed):
+    c = np.arange(256)
+    return ((c[:, None] >> np.arange(8)[None, :]) & 1).astype(np.int64)
+
+
+def truncated(t, signed=False, correction=0):
+    """Drop partial products a_i b_j with i + j < t (a NumPy formula, not the design module)."""
+    if signed:
+        return None
+    b = bits(False)
+    keep = (np.add.outer(np.arange(8), np.arange(8)) >= t).astype(np.int64) << np.add.outer(np.arange(8), np.arange(8))
+    return (b @ keep @ b.T + correction).astype(np.uint16)
+
+
+def perforated(j, k, signed):
+    """Operand B with bits j..j+k-1 cleared (partial-product rows removed)."""
+    v = VALS[signed]
+    bb = np.arange(256) & ~(((1 << k) - 1) << j)
+    bv = np.where(bb >= 128, bb - 256, bb) if signed else bb
+    t = np.multiply.outer(v, bv)
+    return t.astype(np.int16 if signed else np.uint16)
+
+
+def random_lowrank(rng, rank, signed, mag=100):
+    """A random rank-`rank` product part plus random linear terms (codes 1..rank pick a unit basis,
+    so an integer factorization with small factors exists)."""
+    u = rng.integers(-mag, mag + 1, (rank, 256))
+    u[:, 1:rank + 1] = np.eye(rank, dtype=np.int64)
+    v = rng.integers(-mag, mag + 1, (rank, 256))
+    t = u.T @ v + rng.integers(-50, 50, 256)[:, None] + rng.integers(-50, 50, 256)[None, :]
+    return np.clip(t, -32768, 32767).astype(np.int16) if signed else (t - t.min()).astype(np.uint16)
+
+
+_POOL: dict = {}
+
+
+def table_for(kind, rng, signed):
+    """One of three fixed tables per (kind, signedness): their analyses are cached across examples."""
+    key = (kind, signed)
+    if key not in _POOL:
+        _POOL[key] = [_make_table(kind, np.random.default_rng(1000 + i), signed) for i in range(3)]
+    return _POOL[key][int(rng.integers(0, 3))]
+
+
+def _make_table(kind, rng, signed):
+    if kind == "exact":
+        return exact_table(signed).astype(np.int16 if signed else np.uint16)
+    if kind == "trunc":
+        return truncated(int(rng.integers(1, 9)), correction=int(rng.integers(0, 200))) if not signed else \
+            perforated(int(rng.integers(0, 6)), int(rng.integers(1, 3)), True)
+    if kind == "perf":
+        return perforated(int(rng.integers(0, 6)), int(rng.integers(1, 3)), signed)
+    if kind == "lowrank":
+        return random_lowrank(rng, int(rng.integers(1, 4)), signed)
+    t = rng.integers(0, 65536, (256, 256))
+    return (t - 32768).astype(np.int16) if signed else t.astype(np.uint16)
+
+
+KINDS = ["exact", "trunc", "perf", "lowrank", "random"]
+
+
+def paths_for(table, signed):
+    an = ak.analyze((table, signed))
+    paths = ["auto", "lookup", "naive"]
+    if an.factored:
+        paths.append(an.kind)
+    return an, paths
+
+
+# -- analysis --------------------------------------------------------------------------------
+def test_analysis_kinds_of_formula_tables():
+    assert ak.analyze((exact_table(False).astype(np.uint16), False)).kind == "exact"
+    assert ak.analyze((exact_table(True).astype(np.int16), True)).kind == "exact"
+    an = ak.analyze((truncated(6, correction=80), False))
+    assert an.kind == "bitplane" and an.rank == 7
+    assert ak.analyze((perforated(1, 2, False), False)).rank == 1
+    assert ak.analyze((perforated(0, 1, True), True)).kind == "bitplane"
+    rng = np.random.default_rng(0)
+    an = ak.analyze((random_lowrank(rng, 3, True), True))
+    assert an.kind == "lowrank" and an.rank == 3
+    assert ak.analyze((rng.integers(0, 65536, (256, 256)).astype(np.uint16), False)).kind == "lookup"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("signed", [False, True])
+def test_decomposition_reproduces_table(kind, signed):
+    rng = np.random.default_rng(hash((kind, signed)) % 2**32)
+    t = table_for(kind, rng, signed)
+    an = ak.analyze((t, signed))
+    if not an.factored:
+        return
+    rebuilt = an.const + an.alpha[:, None] + an.beta[None, :] + an.U.T @ an.V
+    assert np.array_equal(rebuilt, t.astype(np.int64))
+    U, V, c, al, be = ak._centre(an.U, an.V, an.const, an.alpha, an.beta)
+    assert np.array_equal(c + al[:, None] + be[None, :] + U.T @ V, t.astype(np.int64))
+
+
+@SETTINGS
+@given(rank=st.integers(0, 5), n=st.integers(1, 30), m=st.integers(1, 30), seed=st.integers(0, 2**31))
+def test_integer_factorize_exact(rank, n, m, seed):
+    rng = np.random.default_rng(seed)
+    mat = rng.integers(-9, 10, (n, rank)) @ rng.integers(-9, 10, (rank, m))
+    fac = ak.integer_factorize(mat, 8)
+    U, V = fac
+    assert U.shape[1] <= rank
+    assert np.array_equal(U @ V, mat)
+
+
+def test_moebius_detects_bilinear_tables():
+    rng = np.random.default_rng(3)
+    b = bits(False)
+    W = rng.integers(-20, 20, (8, 8))
+    t = 7 + (b @ rng.integers(-5, 5, 8))[:, None] + (b @ rng.integers(-5, 5, 8))[None, :] + b @ W @ b.T
+    bl = ak.bilinear_bits(t)
+    assert bl is not None and np.array_equal(bl[3], W) and bl[0] == 7
+    t2 = t.copy()
+    t2[3, 5] += 1  # one entry off: no longer bilinear in the bits
+    assert ak.bilinear_bits(t2) is None
+
+
+def test_builtin_designs_take_the_expected_paths():
+    designs = pytest.importorskip("rtl_models.designs").load_all()
+    want = {"mul8u_array": "exact", "mul8s_bw_array": "exact", "mul8u_trunc_t6": "bitplane",
+            "mul8u_perf_j1_k2": "bitplane", "mul8u_bam_h1_v6": "bitplane", "mul8u_drum_k4": "lowrank",
+            "mul8u_roba": "lowrank", "mul8u_mitchell": "lookup"}
+    rng = np.random.default_rng(4)
+    A = rng.integers(0, 256, (23, 70)).astype(np.uint8)
+    B = rng.integers(0, 256, (70, 9)).astype(np.uint8)
+    for name, kind in want.items():
+        if name not in designs:
+            continue
+        spec = designs[name]
+        m = (spec.reference_table(), spec.signed)
+        assert ak.analyze(m).kind == kind, name
+        ref = ak.lut_gemm_reference(A, B, m)
+        for path in ("auto", "lookup", kind if kind != "lookup" else "naive"):
+            assert np.array_equal(ak.PreparedGemm(B, m, path)(A), ref), (name, path)
+
+
+# -- GEMM property tests ---------------------------------------------------------------------
+@SETTINGS
+@given(kind=st.sampled_from(KINDS), signed=st.booleans(), M=st.integers(1, 40), K=st.integers(1, 300),
+       N=st.integers(1, 40), seed=st.integers(0, 2**31))
+def test_gemm_every_path_matches_reference(kind, signed, M, K, N, seed):
+    rng = np.random.default_rng(seed)
+    t = table_for(kind, rng, signed)
+    A = rng.integers(0, 256, (M, K)).astype(np.uint8)
+    B = rng.integers(0, 256, (K, N)).astype(np.uint8)
+    ref = ak.lut_gemm_reference(A, B, (t, signed))
+    brute = t.astype(np.int64)[A[:, :, None], B[None, :, :]].sum(axis=1)
+    assert np.array_equal(ref, brute)
+    _, paths = paths_for(t, signed)
+    for path in paths:
+        assert np.array_equal(ak.PreparedGemm(B, (t, signed), path)(A), ref), path
+
+
+_r = np.random.default_rng(77)
+_BIG_TABLES = (np.multiply.outer(_r.integers(-1024, 1025, 256), _r.integers(-1024, 1025, 256)),  # |uv| ~ 2^20
+               np.multiply.outer(_r.integers(-40000, 40001, 256), _r.integers(-40000, 40001, 256)))  # ~ 2^30
+
+
+@settings(max_examples=20, deadline=None)
+@given(M=st.integers(1, 20), K=st.integers(1, 60), N=st.integers(1, 10), seed=st.integers(0, 2**31))
+def test_multi_chunk_and_float64_factor_paths(M, K, N, seed):
+    """Large factors: several exact float32 chunks, or the float64 fallback; int64 lookup sums."""
+    rng = np.random.default_rng(seed)
+    big, huge = _BIG_TABLES
+    A = rng.integers(0, 256, (M, K)).astype(np.uint8)
+    B = rng.integers(0, 256, (K, N)).astype(np.uint8)
+    for t in (big, huge):
+        m = (t, True)
+        ref = ak.lut_gemm_reference(A, B, m)
+        for path in ("lowrank", "lookup"):
+            assert np.array_equal(ak.PreparedGemm(B, m, path)(A), ref), path
+
+
+# -- convolution -----------------------------------------------------------------------------
+@SETTINGS
+@given(kind=st.sampled_from(KINDS), signed=st.booleans(), B=st.integers(1, 2), C=st.integers(1, 4),
+       H=st.integers(3, 9), W=st.integers(3, 9), O=st.integers(1, 5), k=st.integers(1, 3),
+       stride=st.integers(1, 2), pad=st.integers(0, 2), dil=st.integers(1, 2), groups=st.sampled_from([1, 2]),
+       pad_code=st.integers(0, 255), seed=st.integers(0, 2**31))
+def test_conv_every_path_matches_reference(kind, signed, B, C, H, W, O, k, stride, pad, dil, groups, pad_code, seed):
+    if C % groups or O % groups or H + 2 * pad < dil * (k - 1) + 1 or W + 2 * pad < dil * (k - 1) + 1:
+        return
+    rng = np.random.default_rng(seed)
+    t = table_for(kind, rng, signed)
+    x = rng.integers(0, 256, (B, C, H, W)).astype(np.uint8)
+    w = rng.integers(0, 256, (O, C // groups, k, k)).astype(np.uint8)
+    m = (t, signed)
+    ref = ak.lut_conv2d_reference(x, w, m, stride, pad, dil, groups, pad_code)
+    _, paths = paths_for(t, signed)
+    for path in paths:
+        got = ak.ax_conv2d(x, w, m, stride, pad, dil, groups, pad_code, path)
+        assert np.array_equal(got, ref), path
+    # im2col + reference GEMM agrees with the direct convolution (groups=1 view)
+    if groups == 1:
+        A = ak.im2col(x, k, k, stride, pad, dil, pad_code)
+        g = ak.lut_gemm_reference(A, w.reshape(O, -1).T, m)
+        assert np.array_equal(g.reshape(B, ref.shape[2], ref.shape[3], O).transpose(0, 3, 1, 2), ref)
+
+
+@SETTINGS
+@given(kind=st.sampled_from(KINDS), affine=st.booleans(), per_channel=st.booleans(), seed=st.integers(0, 2**31))
+def test_fused_epilogue_equals_integer_then_dequantize(kind, affine, per_channel, seed):
+    rng = np.random.default_rng(seed)
+    signed = not affine
+    t = table_for(kind, rng, signed)
+    m = (t, signed)
+    x = rng.integers(0, 256, (2, 3, 6, 5)).astype(np.uint8)
+    w = rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8)
+    scale = rng.uniform(1e-4, 1e-2, 4)
+    bias = rng.normal(size=4)
+    za = int(rng.integers(0, 256)) if affine else 0
+    zw = (rng.integers(0, 256, 4) if per_channel else np.full(4, rng.integers(0, 256))) if affine else None
+    ep = ak.Epilogue(scale, bias, za, zw)
+    acc = ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, za)
+    if affine:
+        xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=za).astype(np.int64)
+        rs = np.zeros(acc.shape[:1] + acc.shape[2:], np.int64)
+        for i in range(3):
+            for j in range(3):
+                rs += xp[:, :, i:i + 6, j:j + 5].sum(axis=1)
+        wsum = w.reshape(4, -1).astype(np.int64).sum(axis=1)
+        zw4 = zw.reshape(1, 4, 1, 1)
+        acc = acc - zw4 * rs[:, None] - za * wsum.reshape(1, 4, 1, 1) + 27 * za * zw4
+    want = ak.dequantize_acc(np.moveaxis(acc, 1, -1), scale, bias)
+    for path in paths_for(t, signed)[1]:
+        got = ak.PreparedConv2d(w, m, 1, 1, 1, 1, path)(x, za, ep)
+        assert np.array_equal(np.moveaxis(got, 1, -1), want), path
+
+
+# -- threads, errors -------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["exact", "lowrank", "trunc", "random"])
+def test_results_do_not_depend_on_thread_count(kind):
+    rng = np.random.default_rng(7)
+    t = table_for(kind, rng, False)
+    m = (t, False)
+    A = rng.integers(0, 256, (700, 130)).astype(np.uint8)
+    B = rng.integers(0, 256, (130, 70)).astype(np.uint8)
+    x = rng.integers(0, 256, (3, 4, 12, 12)).astype(np.uint8)
+    w = rng.integers(0, 256, (40, 4, 3, 3)).astype(np.uint8)
+    old = numba.get_num_threads()
+    results = []
+    try:
+        for nt in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(nt)
+            r = [ak.PreparedGemm(B, m, p)(A) for p in paths_for(t, False)[1]]
+            r += [ak.ax_conv2d(x, w, m, 1, 1, path=p) for p in paths_for(t, False)[1]]
+            results.append(r)
+    finally:
+        numba.set_num_threads(old)
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
+def test_errors_name_the_problem():
+    t = exact_table(False).astype(np.uint16)
+    with pytest.raises(ValueError, match="256x256"):
+        ak.as_multiplier((t[:10], False))
+    with pytest.raises(ValueError, match="shapes do not match"):
+        ak.ax_gemm(np.zeros((2, 3), np.uint8), np.zeros((4, 2), np.uint8), (t, False))
+    with pytest.raises(ValueError, match="8-bit codes"):
+        ak.ax_gemm(np.zeros((2, 3), np.int32), np.zeros((3, 2), np.uint8), (t, False))
+    with pytest.raises(ValueError, match="path"):
+        ak.PreparedGemm(np.zeros((3, 2), np.uint8), (t, False), "fastest")
+    with pytest.raises(ValueError, match="admits path 'exact'"):
+        ak.PreparedGemm(np.zeros((3, 2), np.uint8), (t, False), "bitplane")
+    with pytest.raises(ValueError, match="channels"):
+        ak.ax_conv2d(np.zeros((1, 3, 5, 5), np.uint8), np.zeros((2, 2, 3, 3), np.uint8), (t, False))
+
+
+def test_choose_path_reports_model():
+    an = ak.analyze((exact_table(False).astype(np.uint16), False))
+    path, why = ak.choose_path(an, 1024, 1152, 128)
+    assert path == "exact" and "model" in why
+    rnd = ak.analyze((np.random.default_rng(0).integers(0, 65536, (256, 256)).astype(np.uint16), False))
+    assert ak.choose_path(rnd, 1024, 1152, 128)[0] == "lookup"
