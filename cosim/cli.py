@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # Command modules, in the order they appear in --help.
-COMMAND_MODULES = ["demo", "multipliers", "estimate", "flash"]
+COMMAND_MODULES = ["demo", "multipliers", "estimate", "flash", "simulate", "validate", "approximate", "search"]
 
 for _mod in COMMAND_MODULES:
     try:
