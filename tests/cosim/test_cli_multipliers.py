@@ -91,7 +91,9 @@ def test_export_reads_back_to_the_same_table(tmp_path):
     np.testing.assert_array_equal(simulate(read_verilog(out)).table, spec.reference_table())
 
 
-def test_import_goes_past_a_bad_file_and_stores_the_good_one(tmp_path):
+def test_import_goes_past_a_bad_file_and_stores_the_good_one(tmp_path, monkeypatch):
+    # a private cache, so the imported design does not leak into other tests' libraries
+    monkeypatch.setenv("COSIM_CACHE_DIR", str(tmp_path / "cache"))
     d = tmp_path / "evoapproxlib" / "multiplers" / "8x8_unsigned" / "pareto_pwr_mae"
     d.mkdir(parents=True)
     (d / "mul8u_TEST.v").write_text(EXACT_V)

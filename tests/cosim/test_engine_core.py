@@ -258,9 +258,11 @@ def test_bad_inputs_name_the_field():
     with pytest.raises(EngineError, match="window_cycles"):
         PodEngine(ConvShape(8, 8, 3, 3, 1, 4), PodSpec("os", 4, 4, 1024, 1024, 1024),
                   window_cycles=0)
-    with pytest.raises(NotImplementedError, match="pipelined"):
-        PodEngine(ConvShape(8, 8, 3, 3, 1, 4),
-                  PodSpec("os", 4, 4, 1024, 1024, 1024, timing="pipelined"))
+    with pytest.raises(EngineError, match="tile m range"):
+        PodEngine(ConvShape(8, 8, 3, 3, 1, 4), PodSpec("os", 4, 4, 1024, 1024, 1024),
+                  tile=(0, 99, 0, 4, 0, 9))
+    with pytest.raises(EngineError, match="groups = 0"):
+        PodEngine(ConvShape(8, 8, 3, 3, 1, 4), PodSpec("os", 4, 4, 1024, 1024, 1024), groups=0)
     eng = PodEngine(ConvShape(8, 8, 3, 3, 1, 4), PodSpec("os", 4, 4, 1024, 1024, 1024))
     with pytest.raises(EngineError, match="has not finished"):
         eng.result()

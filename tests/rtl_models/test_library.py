@@ -72,7 +72,8 @@ def test_filters(lib):
     assert all(m.metrics.mre_pct <= 2.0 for m in low)
 
 
-def test_store_imported_is_all_or_nothing(lib, monkeypatch):
+def test_store_imported_is_all_or_nothing(lib, monkeypatch, tmp_path):
+    monkeypatch.setenv("COSIM_CACHE_DIR", str(tmp_path / "cache"))  # no imports from other tests
     ms = [lib.get("mul8u_array"), lib.get("mul8s_bw_dadda")]
     real = L._to_npz_bytes
     calls = {"n": 0}
