@@ -38,10 +38,10 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from traces.atomic import atomic_write_text
 
 SCHEMA = "cosim.report"
 VERSION = 1
@@ -175,7 +175,7 @@ class NetworkReport:
         """JSON text; written atomically to `path` when given."""
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
         if path is not None:
-            _atomic_write(Path(path), text)
+            atomic_write_text(Path(path), text)
         return text
 
     def to_csv(self, path: str | Path | None = None, include_total: bool = True) -> str:
@@ -187,7 +187,7 @@ class NetworkReport:
         df.to_csv(buf, index=False)
         text = buf.getvalue()
         if path is not None:
-            _atomic_write(Path(path), text)
+            atomic_write_text(Path(path), text)
         return text
 
     @classmethod
@@ -217,17 +217,6 @@ class NetworkReport:
         return cls.from_dict(json.loads(text))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def finite(x: float) -> float:

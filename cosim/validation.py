@@ -463,7 +463,7 @@ def machine_info() -> dict:
 
 def write_suite(result: dict, stem: str | Path, machine: dict | None = None) -> tuple[Path, Path]:
     """Write STEM.json and STEM.csv atomically; returns both paths."""
-    from traces.utilization import atomic_write
+    from traces.atomic import atomic_write
 
     stem = Path(stem)
     stem = stem.with_suffix("") if stem.suffix in (".json", ".csv") else stem

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ._atomic import atomic_write_text
 from .layer import MappingError
 
 DATAFLOWS = ("os", "ws", "is")
@@ -348,17 +348,7 @@ def load_hardware(path: str | Path) -> HardwareConfig:
 
 def save_hardware(hw: HardwareConfig, path: str | Path) -> None:
     """Write `hw` as TOML, atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(hw.to_toml())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, hw.to_toml())
 
 
 # --- presets ------------------------------------------------------------------------------

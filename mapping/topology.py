@@ -22,10 +22,9 @@ writer returns their names).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from ._atomic import atomic_write_text
 from .layer import Layer, MappingError
 from .network import Network
 
@@ -160,15 +159,5 @@ def topology_rows(network: Network, form: str = "conv") -> tuple[list[str], list
 def write_topology(network: Network, path: str | Path, form: str = "conv") -> list[str]:
     """Write `network` as a SCALE-Sim topology CSV (atomically); returns the skipped layers' names."""
     lines, skipped = topology_rows(network, form)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, "".join(lines))
     return skipped

@@ -64,9 +64,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +76,7 @@ from numba import njit
 from mapping.hardware import HardwareConfig
 from mapping.layer import Layer
 from mapping.network import LayerArrays, Network
+from traces.atomic import atomic_write
 
 __all__ = [
     "OBJECTIVES", "AreaModel", "Constraints", "FlashArch", "FlashError", "FlashProblem", "FlashResult", "FlashSpace",
@@ -802,17 +801,7 @@ def _cache_key(settings: dict) -> str:
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
 def train_samples(archs: Sequence[FlashArch], space: FlashSpace, dataset, config, *,
@@ -1301,30 +1290,11 @@ def _summary(tot: dict, problem: FlashProblem) -> dict:
     return out
 
 
-def engine_figures(arch: FlashArch, problem: FlashProblem) -> dict | None:
-    """Totals from the cycle-level engine, or None while `cosim.engine.simulate_network` does not exist.
-
-    Hook: ``cosim.engine.simulate_network(network, hw, *, multipliers=..., timing=..., split=...)``
-    returning a report with ``.total()`` in the `cosim.report` schema (or that total as a dict).
-    """
-    import importlib
-
-    try:
-        engine = importlib.import_module("cosim.engine")
-    except ModuleNotFoundError as exc:
-        if exc.name == "cosim.engine":
-            return None
-        raise
-    fn = getattr(engine, "simulate_network", None)
-    if fn is None:
-        return None
-    import inspect
+def engine_figures(arch: FlashArch, problem: FlashProblem) -> dict:
+    """Totals of the cycle-level engine (`cosim.engine.simulate_network`) on the built network, plus area."""
+    from cosim.engine import simulate_network
 
     net = build_network(arch, problem.space)
-    kw = {"multipliers": problem.multiplier, "timing": problem.tables.timing, "split": problem.tables.split}
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kw = {k: v for k, v in kw.items() if k in params}  # pass what the engine's entry point takes
-    rep = fn(net, problem.hw, **kw)
-    tot = rep.total() if hasattr(rep, "total") else dict(rep)
-    return _summary(tot, problem)
+    run = simulate_network(net, problem.hw, timing=problem.tables.timing, multipliers=problem.multiplier,
+                           split=problem.tables.split)
+    return _summary(run.report.total(), problem)

@@ -45,14 +45,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+from traces.atomic import atomic_write
 
 __all__ = [
     "MODEL_FORMAT",
@@ -195,7 +195,7 @@ def save_model_file(path: str | Path, model, zoo_name: str, *, num_classes: int,
         doc.setdefault(k, v)
     buf = io.BytesIO()
     torch.save(doc, buf)
-    _atomic_write(Path(path), buf.getvalue())
+    atomic_write(Path(path), buf.getvalue())
     return Path(path)
 
 
@@ -633,17 +633,6 @@ def _jsonable(o):
     return o
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _pct(x) -> str:
@@ -725,17 +714,17 @@ def write_outputs(result: XaiGenResult, out: str | Path) -> dict[str, str]:
     if result.robust_criticality is not None:
         files["shap_summary_robust"] = out / "shap_summary_robust.png"
         doc["files"]["shap_summary_robust"] = str(files["shap_summary_robust"])
-    _atomic_write(files["assignment"], (json.dumps(result.assignment, indent=1) + "\n").encode())
+    atomic_write(files["assignment"], (json.dumps(result.assignment, indent=1) + "\n").encode())
     if result.criticality is not None:
         result.criticality.summary_plot(files["shap_summary"])
     else:
         del files["shap_summary"], doc["files"]["shap_summary"]
     if result.robust_criticality is not None:
         result.robust_criticality.summary_plot(files["shap_summary_robust"])
-    _atomic_write(files["samples"], result.samples.to_csv(index=False).encode())
+    atomic_write(files["samples"], result.samples.to_csv(index=False).encode())
     m = result.model_meta
     save_model_file(files["model"], result.model, m["zoo"], num_classes=m["num_classes"], input_shape=m["input_shape"],
                     extra={"dataset": m.get("dataset"), "seed": m.get("seed")})
-    _atomic_write(files["markdown"], report_markdown(doc).encode())
-    _atomic_write(files["report"], (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode())
+    atomic_write(files["markdown"], report_markdown(doc).encode())
+    atomic_write(files["report"], (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode())
     return {k: str(v) for k, v in files.items()}

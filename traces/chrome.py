@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .utilization import UtilizationTrace, atomic_write
+from .atomic import atomic_write
+from .utilization import UtilizationTrace
 
 STALL_TID = 100
 

@@ -79,11 +79,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write
 
 SCHEMA = "cosim.mapping-trace"
 VERSION = 1
@@ -280,8 +280,8 @@ class MappingTrace:
         buf = io.BytesIO()
         np.savez(buf, **{k: np.ascontiguousarray(v, dtype=np.int64) for k, v in self.arrays.items()})
         npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-        _atomic(npz, buf.getvalue())
-        _atomic(js, (json.dumps(self.meta, indent=1) + "\n").encode("utf-8"))
+        atomic_write(npz, buf.getvalue())
+        atomic_write(js, (json.dumps(self.meta, indent=1) + "\n").encode("utf-8"))
         return js, npz
 
     @classmethod
@@ -308,13 +308,3 @@ class MappingTrace:
         return cls(meta, arrays, source=str(js), created_by=created)
 
 
-def _atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .utilization import UtilizationTrace, atomic_write
+from .atomic import atomic_write
+from .utilization import UtilizationTrace
 
 COLORS = {"busy": "#2ca02c", "stall": "#d62728", "idle": "#d9d9d9"}
 

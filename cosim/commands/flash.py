@@ -21,7 +21,6 @@ from rich.table import Table
 
 from ._common import console, fail, out_console, print_json
 
-ENGINE_MISSING = "engine: not yet available"
 
 
 def register(app: typer.Typer) -> None:
@@ -144,7 +143,7 @@ def flash_cmd(
         timings["analytical_s"] = time.perf_counter() - t
         t = time.perf_counter()
         engine = F.engine_figures(res.arch, problem)
-        timings["engine_s"] = time.perf_counter() - t if engine is not None else None
+        timings["engine_s"] = time.perf_counter() - t
         measured = None
         if do_train:
             task2 = progress.add_task("training the chosen architecture", total=None, info=res.arch.key)
@@ -170,7 +169,7 @@ def flash_cmd(
         "predicted_accuracy": res.figures["accuracy"],
         "measured": measured,
         "analytical": analytical,
-        "engine": engine if engine is not None else {"available": False, "message": ENGINE_MISSING},
+        "engine": engine,
         "predictor": pred.to_dict() | {"samples": [s.to_dict() for s in tr], "holdout": [s.to_dict() for s in ho],
                                        "cache_file": pinfo["cache_file"], "from_cache": pinfo["from_cache"]},
         "optimizer": {"level1": res.level1, "level2": res.level2, "repair": res.repair,
@@ -201,7 +200,6 @@ def _print(doc: dict, res, space) -> None:
     out_console.print(t)
 
     a, e = doc["analytical"], doc["engine"]
-    eng = e if e.get("available", True) else None
     cons = doc["constraints"]
     h = Table(title="hardware figures")
     for col in ("figure", "analytical", "engine", "limit"):
@@ -213,10 +211,8 @@ def _print(doc: dict, res, space) -> None:
             ("memory footprint", "memory_footprint_bytes", "KiB", None), ("MACs", "macs", "", None),
             ("params", "params", "", None), ("utilization", "utilization", "%", None))
     for label, key, unit, lim in rows:
-        h.add_row(label, _fmt(a.get(key), unit), _fmt(eng.get(key), unit) if eng else "n/a", _fmt(lim, unit))
+        h.add_row(label, _fmt(a.get(key), unit), _fmt(e.get(key), unit), _fmt(lim, unit))
     out_console.print(h)
-    if eng is None:
-        out_console.print(f"[dim]{ENGINE_MISSING}[/]")
     p = {k: (float("nan") if v is None else v) for k, v in doc["predictor"]["stats"].items()}
     acc = f"predicted accuracy {100 * doc['predicted_accuracy']:.2f}%"
     if doc["measured"]:
