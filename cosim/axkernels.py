@@ -9,28 +9,36 @@ array that multiplies the padded ifmap.
 
 Fast paths, each bit-exact against the reference (tests/cosim/test_axkernels.py):
 
-- ``exact``: T is the exact product table -> one float32 BLAS GEMM on operand values.
+- ``exact``: T is the exact product table -> float32 products on operand values.
 - ``bitplane``: T is bilinear in the operand bits (truncation, perforation, broken array, ...,
   with constants and linear terms): T[a,b] = c + alpha[a] + beta[b] + bits(a)^T W bits(b),
   found from the table alone by a Moebius transform; an integer factorization W = P Q of rank r
-  gives r bit-plane products, run as one BLAS GEMM over the concatenated reduction axis.
+  gives r bit-plane factors.
 - ``lowrank``: T minus its first row and column (T' = T - T[:,0] - T[0,:] + T[0,0], which
   leaves the minimal bilinear rank) has a small exact integer factorization T' = U V (lattice
   basis of its rows); same machinery as ``bitplane`` with looked-up operand factors.
-- ``lookup``: everything else: a blocked lookup kernel over per-layer precomputed weight rows
-  G[k, a, :] = T[a, B[k, :]] (the weights are fixed, so this is built once per layer): each
-  (m, k) adds one contiguous row, k-blocked so the slab of rows stays in L2.
+  The factored paths (these three) run a GEMM as one BLAS product over the r factor matrices,
+  and a convolution as one torch direct convolution over r factor planes of the padded ifmap
+  (no patch matrix; im2col + BLAS when torch is missing).
+- ``lookup``: a lookup kernel over per-layer precomputed weight rows G[k, a, :] = T[a, B[k, :]]
+  (the weights are fixed, so this is built once per layer): each (m, k) adds one contiguous
+  row of 8 or 16 columns with explicit AVX2 vector adds, four 8 KiB tables at a time so they
+  stay in L1, codes read in place from the padded ifmap (implicit im2col). Tables that are an
+  offset plus a multiple of a short integer range (truncation and broken-array designs drop
+  low partial products, so theirs are multiples of 2^t) are summed in int16 lanes (`narrow_lut`).
 
-Why the BLAS paths are exact: every operand factor is an integer with |u| <= u_max, |v| <=
-v_max, and the reduction axis is cut into chunks with sum(u_max * v_max) <= 2^24 per chunk.
-Then every product and every partial sum, in any order, blocking or FMA contraction a BLAS may
-use, is an integer of magnitude <= 2^24, which float32 represents exactly, so no rounding ever
-happens; chunk results are summed exactly in float64 (< 2^53) and converted to int64.
+Why the float paths are exact: every operand factor is an integer, and the reduction is cut
+into chunks whose bound sum_k max|U| |V[B[k, n]]| (from the layer's actual weights) is <= 2^24
+for every output n. Then every product and every partial sum, in any order, blocking or FMA
+contraction a BLAS or oneDNN may use, is an integer of magnitude <= 2^24, which float32
+represents exactly, so no rounding ever happens; chunk results are summed exactly in float64
+(< 2^53) and converted to int64. (oneDNN's direct convolution is used; NNPACK, whose
+Winograd/FFT transforms are not sub-sums of exact products, is switched off around the call,
+and reduced-precision fp32 math modes disable the torch path.)
 
 The path is chosen per layer (`choose_path`) by a cost model whose constants were measured on
-the development machine: factored paths cost ~rank BLAS GEMMs plus the operand conversion,
-the lookup kernel a fixed time per (padded) MAC; `PreparedGemm.describe()` says which path a
-layer took and why. Measured ratios against exact float32 torch: benchmarks/bench_kernels.py.
+the development machine; `PreparedGemm.describe()` says which path a layer took and why.
+Measured ratios against exact float32 torch: benchmarks/bench_kernels.py.
 
 Every Numba kernel here is `parallel=True` over disjoint output rows or tiles with integer
 arithmetic only, so results do not depend on the thread count.
@@ -38,6 +46,7 @@ arithmetic only, so results do not depend on the thread count.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -45,20 +54,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numba
-from numba import njit, prange, uint64
+from llvmlite import ir as llvm_ir
+from numba import njit, prange, types, uint64
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 F32_EXACT = 2**24  # float32 represents every integer of magnitude <= 2^24
 F64_EXACT = 2**53
 PATHS = ("exact", "bitplane", "lowrank", "lookup")
 MAX_FACTOR_RANK = 16  # factorization is not attempted beyond this bilinear rank
 
-# Cost model for the automatic path choice (ns per multiply-accumulate, measured on the
-# 2-core AMD EPYC (Zen 3) development machine, single thread; see benchmarks/bench_kernels.py).
-# Only their ratios matter: factored paths cost ~rank BLAS GEMMs plus the operand conversion,
-# the lookup kernel ~LUT_NS per MAC (padded to its column block).
-GEMM_NS_PER_MAC = 0.05  # float32 BLAS incl. conversion; narrow layers count as N = 16
+# Cost model for the automatic path choice (ns, measured on the 2-core AMD EPYC (Zen 3)
+# development machine, single thread; see benchmarks/bench_kernels.py). Only ratios matter.
+GEMM_NS_PER_MAC = 0.04  # float32 BLAS, per MAC (narrow layers count as N = 16)
 CONVERT_NS_PER_ELEM = 0.8  # patch gathering + factor conversion, per element and factor
-LUT_NS_PER_MAC = 0.25  # lookup kernel, per MAC of the padded column block
+CONV_NS_PER_MAC = 0.04  # torch direct convolution, per MAC (output channels padded to 8)
+CONVERT_PLANE_NS = 0.6  # factor conversion of the padded ifmap, per element and factor
+LUT_NARROW_NS = 1.0  # int16-accumulating lookup kernel, per (m, k, 16-column block)
+LUT_WIDE_NS = 1.25  # int32-accumulating lookup kernel, per (m, k, 16-column block)
+LUT_NB8_FACTOR = 0.8  # an 8-column block costs this fraction of a 16-column one
+LUT_ROW_BYTE_NS = 0.1  # streaming the per-layer table rows from memory, per byte and call
+LUT_OUT_NS = 1.0  # lookup path: int32 accumulators to the output, per output element
+CONV_OUT_NS = 1.5  # direct convolution: channels-last float output to the output, per element
+CONV_OUT_BLOCKED_NS = 2.0  # the same when N % 8 != 0 (torch 2.13 still answers NHWC; re-measured
+# on LeNet-5 conv1, N = 6: exact ~6.0 ms vs lookup ~6.1 ms for 256 images, single thread)
 
 
 # ----------------------------------------------------------------------------------------
@@ -142,6 +161,7 @@ class TableAnalysis:
     table: np.ndarray = field(repr=False)  # (256, 256) int32
     error_rank: int = -1  # rank of T - exact (float estimate, for reports)
     note: str = ""
+    narrow: tuple | None = None  # (offset, scale, rows) of the int16 lookup (`narrow_lut`), or None
 
     @property
     def factored(self) -> bool:
@@ -160,7 +180,8 @@ class TableAnalysis:
         """JSON-ready summary."""
         return {"name": self.name, "signed": self.signed, "kind": self.kind, "rank": self.rank,
                 "error_rank": self.error_rank, "u_max": self.u_max().tolist(),
-                "v_max": self.v_max().tolist(), "note": self.note}
+                "v_max": self.v_max().tolist(), "note": self.note,
+                "lookup_int16_rows": None if self.narrow is None else int(self.narrow[2])}
 
 
 def moebius(table: np.ndarray) -> np.ndarray:
@@ -339,7 +360,7 @@ def analyze(mult, signed: bool | None = None, max_rank: int = MAX_FACTOR_RANK) -
         if key in _ANALYSIS_CACHE:
             _ANALYSIS_CACHE.move_to_end(key)
             return _ANALYSIS_CACHE[key]
-    res = _analyze(mt, max_rank)
+    res = dataclasses.replace(_analyze(mt, max_rank), narrow=narrow_lut(mt.table))
     with _ANALYSIS_LOCK:
         _ANALYSIS_CACHE[key] = res
         while len(_ANALYSIS_CACHE) > 256:
@@ -380,7 +401,7 @@ def _analyze(mt: MulTable, max_rank: int) -> TableAnalysis:
         if fac is not None:
             U, V = fac
             return TableAnalysis(mt.name, mt.signed, "lowrank", V.shape[0], c, alpha, beta, U.T.copy(), V,
-                                 mt.table, err_rank, f"exact integer rank {U.shape[0]}")
+                                 mt.table, err_rank, f"exact integer rank {V.shape[0]}")
     return TableAnalysis(mt.name, mt.signed, "lookup", -1, c, alpha, beta, z.reshape(0, 256),
                          z.reshape(0, 256), mt.table, err_rank, f"bilinear rank ~{frank}")
 
@@ -562,28 +583,37 @@ def _im2col_cols(xp, KH, KW, sh, sw, dh, dw, Ho, Wo):
 
 
 @njit(parallel=True, cache=True)
-def _pad_codes(x, c0, C, ph, pw, pad):
+def _pad_codes(x, c0, C, ph, pw, pad, out):
     Bn, _, H, W = x.shape
-    out = np.empty((Bn, C, H + 2 * ph, W + 2 * pw), np.uint8)
+    Hp = H + 2 * ph
     for bc in prange(Bn * C):
         b = bc // C
         c = bc % C
-        for h in range(H + 2 * ph):
-            for w_ in range(W + 2 * pw):
-                out[b, c, h, w_] = pad
+        o = out[b, c]
+        xi = x[b, c0 + c]
+        for h in range(ph):
+            o[h, :] = pad
+            o[Hp - 1 - h, :] = pad
         for h in range(H):
-            for w_ in range(W):
-                out[b, c, h + ph, w_ + pw] = x[b, c0 + c, h, w_]
+            r = o[h + ph]
+            r[:pw] = pad
+            r[pw + W:] = pad
+            r[pw:pw + W] = xi[h]
     return out
 
 
-def pad_codes(x: np.ndarray, padding, pad_code: int, channels: tuple[int, int] | None = None) -> np.ndarray:
-    """x (B,C,H,W) codes (channel slice) padded with `pad_code` on both spatial sides."""
+def pad_codes(x: np.ndarray, padding, pad_code: int, channels: tuple[int, int] | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """x (B,C,H,W) codes (channel slice) padded with `pad_code` on both spatial sides (into `out`
+    when given: a (B, C, H+2ph, W+2pw) uint8 work array)."""
     ph, pw = _pair(padding, "padding")
     c0, c1 = channels if channels is not None else (0, x.shape[1])
     if ph == 0 and pw == 0:
         return np.ascontiguousarray(x[:, c0:c1])
-    return _pad_codes(np.ascontiguousarray(x), c0, c1 - c0, ph, pw, np.uint8(pad_code & 0xFF))
+    shape = (x.shape[0], c1 - c0, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)
+    if out is None or out.shape != shape or out.dtype != np.uint8:
+        out = np.empty(shape, np.uint8)
+    return _pad_codes(np.ascontiguousarray(x), c0, c1 - c0, ph, pw, np.uint8(pad_code & 0xFF), out)
 
 
 def im2col(x_codes, kh: int, kw: int, stride=1, padding=0, dilation=1, pad_code: int = 0,
@@ -607,16 +637,6 @@ def _rowsum(A):
         for k in range(K):
             s += A[m, k]
         out[m] = s
-    return out
-
-
-@njit(cache=True)
-def _colsum(AT):
-    K, M = AT.shape
-    out = np.zeros(M, np.int64)
-    for k in range(K):
-        for m in range(M):
-            out[m] += AT[k, m]
     return out
 
 
@@ -698,49 +718,107 @@ def _convert_cols(AT, Uf, aff_s, aff_t, affine, signed, alpha, use_alpha, want_r
 # ----------------------------------------------------------------------------------------
 # Epilogues: integer accumulators -> int64 results, or dequantized float32 outputs
 # ----------------------------------------------------------------------------------------
+def _as_i64(v):
+    """int64 of an accumulator element (an exact integer, in an integer or float type)."""
+    return np.int64(v)
+
+
+@overload(_as_i64)
+def _as_i64_ov(v):
+    if isinstance(v, types.Float) and v.bitwidth == 32:
+        # float32 accumulators hold |v| <= 2^24: convert through int32 (packed on AVX2)
+        return lambda v: np.int64(np.int32(v))
+    return lambda v: np.int64(v)
+
+
 @njit(parallel=True, cache=True)
-def _emit_int(acc, nm, salpha, sbeta, ck, out3, row0):
-    """out3[b, n, p] = acc + linear terms (int64) for flat row row0 + m = b * P + p.
+def _emit_int(acc, nm, gm, salpha, sbeta, ck, out3, row0):
+    """out3[b, n, p] = gm * acc + linear terms (int64) for flat row row0 + m = b * P + p.
 
     acc is (M, N), or (N, M) when nm. Tiles hold whole images (M % P == 0, row0 % P == 0).
+    Rows are written as contiguous runs (vectorizable).
     """
     N = out3.shape[1]
     P = out3.shape[2]
     M = acc.shape[1] if nm else acc.shape[0]
     nimg = M // P
     b0 = row0 // P
-    for t in prange(nimg * N):
-        bl = t // N
-        n = t % N
-        sb = sbeta[n] + ck
-        for p in range(P):
-            m = bl * P + p
-            v = acc[n, m] if nm else acc[m, n]
-            out3[b0 + bl, n, p] = np.int64(v) + salpha[m] + sb
+    if nm:
+        for t in prange(nimg * N):
+            bl = t // N
+            n = t % N
+            sb = sbeta[n] + ck
+            ar = acc[n, bl * P:(bl + 1) * P]
+            sa = salpha[bl * P:(bl + 1) * P]
+            orow = out3[b0 + bl, n]
+            for p in range(P):
+                orow[p] = np.int64(ar[p]) * gm + sa[p] + sb
+    elif P == 1:
+        for m in prange(M):
+            ar = acc[m]
+            s = salpha[m] + ck
+            for n in range(N):
+                out3[b0 + m, n, 0] = np.int64(ar[n]) * gm + s + sbeta[n]
+    else:  # transposing: contiguous writes, strided reads of one image's (P, N) block
+        for bl in prange(nimg):
+            ob = out3[b0 + bl]
+            a = acc[bl * P:(bl + 1) * P]
+            sa = salpha[bl * P:(bl + 1) * P]
+            for n in range(N):
+                sb = sbeta[n] + ck
+                orow = ob[n]
+                for p in range(P):
+                    orow[p] = _as_i64(a[p, n]) * gm + sa[p] + sb
 
 
 @njit(parallel=True, cache=True)
-def _emit_float(acc, nm, salpha, sbeta, ck, rowsum, zw, cterm, scale, bias, out3, row0):
-    """Fused epilogue: integer accumulator (+ linear and affine zero-point terms, exact in
-    int64), then real = float64(acc) * scale[n] + bias[n], rounded once to float32, written
+def _emit_float(acc, nm, gm, salpha, sbeta, ck, rowsum, zw, cterm, scale, bias, out3, row0):
+    """Fused epilogue: integer accumulator gm * acc (+ linear and affine zero-point terms, exact
+    in int64), then real = float64(acc) * scale[n] + bias[n], rounded once to float32, written
     as out3[b, n, p] for flat output row row0 + m = b * P + p (tiles hold whole images)."""
     N = out3.shape[1]
     P = out3.shape[2]
     M = acc.shape[1] if nm else acc.shape[0]
     nimg = M // P
     b0 = row0 // P
-    for t in prange(nimg * N):
-        bl = t // N
-        n = t % N
-        sb = sbeta[n] + cterm[n] + ck
-        z = zw[n]
-        sc = scale[n]
-        bi = bias[n]
-        for p in range(P):
-            m = bl * P + p
-            v = acc[n, m] if nm else acc[m, n]
-            iv = np.int64(v) + salpha[m] + sb - z * rowsum[m]
-            out3[b0 + bl, n, p] = np.float32(np.float64(iv) * sc + bi)
+    if nm:
+        for t in prange(nimg * N):
+            bl = t // N
+            n = t % N
+            sb = sbeta[n] + cterm[n] + ck
+            z = zw[n]
+            sc = scale[n]
+            bi = bias[n]
+            ar = acc[n, bl * P:(bl + 1) * P]
+            sa = salpha[bl * P:(bl + 1) * P]
+            rs = rowsum[bl * P:(bl + 1) * P]
+            orow = out3[b0 + bl, n]
+            for p in range(P):
+                iv = np.int64(ar[p]) * gm + sa[p] + sb - z * rs[p]
+                orow[p] = np.float32(np.float64(iv) * sc + bi)
+    elif P == 1:
+        for m in prange(M):
+            ar = acc[m]
+            s = salpha[m] + ck
+            r = rowsum[m]
+            for n in range(N):
+                iv = np.int64(ar[n]) * gm + s + sbeta[n] + cterm[n] - zw[n] * r
+                out3[b0 + m, n, 0] = np.float32(np.float64(iv) * scale[n] + bias[n])
+    else:  # transposing: contiguous writes, strided reads of one image's (P, N) block
+        for bl in prange(nimg):
+            ob = out3[b0 + bl]
+            a = acc[bl * P:(bl + 1) * P]
+            sa = salpha[bl * P:(bl + 1) * P]
+            rs = rowsum[bl * P:(bl + 1) * P]
+            for n in range(N):
+                sb = sbeta[n] + cterm[n] + ck
+                z = zw[n]
+                sc = scale[n]
+                bi = bias[n]
+                orow = ob[n]
+                for p in range(P):
+                    iv = _as_i64(a[p, n]) * gm + sa[p] + sb - z * rs[p]
+                    orow[p] = np.float32(np.float64(iv) * sc + bi)
 
 
 @dataclass(frozen=True, eq=False)
@@ -770,34 +848,128 @@ def dequantize_acc(acc: np.ndarray, scale, bias=None) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def _chunks(bounds: np.ndarray, K: int, limit: int) -> list[tuple[int, int]] | None:
-    """Cut the concatenated (r, k) reduction axis into [i0, i1) chunks with sum of bounds <= limit."""
+def _greedy_chunks(contrib: np.ndarray, limit: int) -> list[tuple[int, int]] | None:
+    """Cut the rows of contrib (L, N) (non-negative per-row bounds, one column per output
+    channel) into [i0, i1) chunks whose column sums all stay <= limit, or None when one row
+    alone exceeds it. Sums run in float64 against a slightly lowered limit (rounding-safe)."""
+    c = np.asarray(contrib, dtype=np.float64)
+    if c.shape[0] == 0:
+        return []
+    lim = float(limit) * (1.0 - 1e-9)
+    if c.max() > lim:
+        return None
+    cs = np.concatenate([np.zeros((1, c.shape[1])), np.cumsum(c, axis=0)])
     chunks = []
-    start, used = 0, 0
-    for r, bnd in enumerate(bounds.tolist()):
-        if bnd > limit:
-            return None
-        if bnd == 0:
-            continue
-        k = 0
-        while k < K:
-            take = min(K - k, (limit - used) // bnd)
-            if take == 0:
-                chunks.append((start, r * K + k))
-                start, used = r * K + k, 0
-                continue
-            k += take
-            used += take * bnd
-        # factor r fully placed; the next factor continues the same chunk
-    end = len(bounds) * K
-    if end > start:
-        chunks.append((start, end))
-    return [(a, b) for a, b in chunks if b > a]
+    s, L = 0, c.shape[0]
+    while s < L:
+        d = (cs[s + 1:] - cs[s]).max(axis=1)  # non-decreasing in the chunk end
+        e = s + max(1, int(np.searchsorted(d, lim, side="right")))
+        chunks.append((s, e))
+        s = e
+    return chunks
+
+
+def _factor_variants(an: TableAnalysis):
+    """(U, V, const, alpha, beta) variants of a factored table, preferred first: raw; the
+    activation factor centred (its shift folds into beta, so no per-activation linear term
+    appears); both factors centred (smallest factors, longest exact chunks)."""
+    U, V, c, al, be = an.U, an.V, an.const, an.alpha, an.beta
+    yield U, V, c, al, be
+    mu = (U.min(axis=1) + U.max(axis=1)) // 2
+    if np.any(mu):
+        yield U - mu[:, None], V, c, al, be + mu @ V
+    yield _centre(U, V, c, al, be)
+
+
+def _factor_bounds(U: np.ndarray, V: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """(R*K, N) float64: max|U_r| * |V_r[B[k, n]]|, the exactness bound of each reduction term."""
+    umax = np.abs(U).max(axis=1).astype(np.float64) if U.shape[0] else np.zeros(0)
+    K, N = B.shape
+    return (umax[:, None, None] * np.abs(V).astype(np.float64)[:, B]).reshape(-1, N)
+
+
+_IDENTITY = np.arange(256, dtype=np.int64)  # code -> unsigned code value (affine row sums)
+# placeholders for unused kernel arguments (Numba needs typed arrays)
+_NO_OUT = np.zeros((1, 1), np.int32)
+_NO_OUT3 = np.zeros((1, 1, 1), np.int64)
+_NO_I64 = np.zeros(1, np.int64)
+_NO_F64 = np.zeros(1, np.float64)
 
 
 # ----------------------------------------------------------------------------------------
 # Lookup path
 # ----------------------------------------------------------------------------------------
+# Explicit SIMD row adds. LLVM's loop vectorizer guards every short row loop with run-time
+# alias checks and Numba leaves the SLP vectorizer off, so the per-row adds are emitted as
+# vector IR directly: acc[aoff : aoff+lanes] += g[o0 : o0+lanes] + g[o1 : ...] + ..., the rows
+# converted (sign- or zero-extended) to the accumulator's integer type (int16 or int32).
+def _vec_ptr(context, builder, aryty, ary, off, lanes, elt):
+    data = context.make_array(aryty)(context, builder, value=ary).data
+    return builder.bitcast(builder.gep(data, [off]), llvm_ir.VectorType(elt, lanes).as_pointer())
+
+
+def _rowadd_codegen(lanes: int):
+    def codegen(context, builder, sig, args):
+        aty, gty = sig.args[0], sig.args[2]
+        aelt = context.get_data_type(aty.dtype)
+        gelt = context.get_data_type(gty.dtype)
+        vt = llvm_ir.VectorType(aelt, lanes)
+        total = None
+        for off in args[3:]:
+            v = builder.load(_vec_ptr(context, builder, gty, args[2], off, lanes, gelt), align=1)
+            if gelt.width < aelt.width:
+                v = (builder.sext if gty.dtype.signed else builder.zext)(v, vt)
+            elif gelt.width > aelt.width:  # (typed for generality; the kernels never narrow)
+                v = builder.trunc(v, vt)
+            total = v if total is None else builder.add(total, v)
+        pa = _vec_ptr(context, builder, aty, args[0], args[1], lanes, aelt)
+        builder.store(builder.add(builder.load(pa, align=1), total), pa, align=1)
+        return context.get_dummy_value()
+    return codegen
+
+
+def _rowadd_ok(acc, g, offs) -> bool:
+    ints = (types.int16, types.uint16, types.int32)
+    return (isinstance(acc, types.Array) and isinstance(g, types.Array) and acc.ndim == 1 and g.ndim == 1
+            and acc.dtype in (types.int16, types.int32) and g.dtype in ints
+            and all(isinstance(o, types.Integer) for o in offs))
+
+
+def _make_rowadds(lanes: int):
+    @intrinsic
+    def add1(typingctx, acc, aoff, g, o0):
+        if _rowadd_ok(acc, g, (aoff, o0)):
+            return types.void(acc, aoff, g, o0), _rowadd_codegen(lanes)
+
+    @intrinsic
+    def add4(typingctx, acc, aoff, g, o0, o1, o2, o3):
+        if _rowadd_ok(acc, g, (aoff, o0, o1, o2, o3)):
+            return types.void(acc, aoff, g, o0, o1, o2, o3), _rowadd_codegen(lanes)
+    return add1, add4
+
+
+_add1_8, _add4_8 = _make_rowadds(8)
+_add1_16, _add4_16 = _make_rowadds(16)
+
+
+@intrinsic
+def _prefetch(typingctx, ary, off):
+    """Prefetch the cache line of ary[off] (llvm.prefetch, read, keep in all levels)."""
+    if not (isinstance(ary, types.Array) and ary.ndim == 1 and isinstance(off, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, value=args[0]).data
+        i8p = llvm_ir.IntType(8).as_pointer()
+        i32 = llvm_ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        ptr = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(ary, off), codegen
+
+
 @njit(parallel=True, cache=True)
 def _build_rows(B, T, nb, out):
     """out[q, k, a, j] = T[a, B[k, q*nb + j]] (zero for padded columns)."""
@@ -818,56 +990,327 @@ def _build_rows(B, T, nb, out):
     return out
 
 
+@njit(cache=True)
+def _rows4_16(src, xbs, c0, c1, c2, c3, G, t0, acc, pf, pf_last, pfs):
+    """acc[16 m : 16 m + 16] += the four table rows of codes src[xbs[m] + c_i], for every m;
+    prefetches one line of the next tables per m (returns the next prefetch offset)."""
+    row = uint64(256 * 16)
+    t1 = t0 + row
+    t2 = t1 + row
+    t3 = t2 + row
+    s4 = uint64(4)
+    for mm in range(uint64(xbs.shape[0])):
+        _prefetch(G, min(pf, pf_last))
+        pf += pfs
+        xb = uint64(xbs[mm])
+        _add4_16(acc, mm << s4, G, t0 + (uint64(src[xb + c0]) << s4), t1 + (uint64(src[xb + c1]) << s4),
+                 t2 + (uint64(src[xb + c2]) << s4), t3 + (uint64(src[xb + c3]) << s4))
+    return pf
+
+
+@njit(cache=True)
+def _rows4_8(src, xbs, c0, c1, c2, c3, G, t0, acc, pf, pf_last, pfs):
+    """`_rows4_16` for 8-column blocks."""
+    row = uint64(256 * 8)
+    t1 = t0 + row
+    t2 = t1 + row
+    t3 = t2 + row
+    s3 = uint64(3)
+    for mm in range(uint64(xbs.shape[0])):
+        _prefetch(G, min(pf, pf_last))
+        pf += pfs
+        xb = uint64(xbs[mm])
+        _add4_8(acc, mm << s3, G, t0 + (uint64(src[xb + c0]) << s3), t1 + (uint64(src[xb + c1]) << s3),
+                t2 + (uint64(src[xb + c2]) << s3), t3 + (uint64(src[xb + c3]) << s3))
+    return pf
+
+
+@njit(cache=True)
+def _rows1(src, xbs, c0, G, t0, acc, nb):
+    """acc[nb m : nb m + nb] += the table row of code src[xbs[m] + c0], for every m (nb = 8 or 16)."""
+    if nb == 8:
+        for mm in range(uint64(xbs.shape[0])):
+            _add1_8(acc, mm << uint64(3), G, t0 + (uint64(src[uint64(xbs[mm]) + c0]) << uint64(3)))
+    else:
+        for mm in range(uint64(xbs.shape[0])):
+            _add1_16(acc, mm << uint64(4), G, t0 + (uint64(src[uint64(xbs[mm]) + c0]) << uint64(4)))
+
+
 @njit(parallel=True, cache=True)
-def _lookup_gemm(AT, Gf, N, nb, nblk, kb, mb):
-    """C[m, q*nb + j] = sum_k G[q, k, AT[k, m], j] with int32 accumulators (caller bounds
-    K * max|T| < 2^31). AT is the transposed code matrix (K, M)."""
-    K, M = AT.shape
-    C = np.empty((M, N), np.int32)
+def _lut_gemm(src, xbase, koff, G, nb, nblk, mb, L, k_lo, k_hi, tout, out, emit):
+    """out[m, q*nb + j] = sum_{k_lo <= k < k_hi} G[q, k, src[xbase[m] + koff[k]], j] (int32);
+    out[q*nb + j, m] when tout (the transposed layout a convolution's (B, N, P) output wants).
+
+    emit = (mode, out3, row0, gm, ck, rowsum, zw, cterm, scale, bias): mode 0 fills `out`;
+    modes 1 and 2 skip it and write a convolution's output directly, the accumulator of flat
+    row row0 + m at out3[b, n, p] (b, p = divmod(row0 + m, P)): mode 1 the int64 value
+    gm * acc + ck (= `_emit_int`), mode 2 the dequantized float32 of `_emit_float`.
+
+    The code of (m, k) is src[xbase[m] + koff[k]]: a GEMM's row-major codes (xbase = m*K,
+    koff = k) or a padded ifmap read in place (implicit im2col). G holds one row of nb (8 or
+    16) table values per (column block q, k, code a): the weights are fixed, so each (m, k)
+    adds a contiguous row. Loop order: four k (four 256-row tables, L1-sized) outside, a
+    block of m inside, so the tables stay hot while codes and accumulators stream; the next
+    four tables are prefetched meanwhile (they are read at random, so the hardware
+    prefetcher would not). L > 0 (int16 G): rows are summed in int16 lanes, exact because
+    L * max|G| <= 32767, and widened into int32 every L rows (twice the lanes per
+    instruction). L == 0: rows are widened as they are added. The caller bounds
+    (k_hi - k_lo) * max|G| < 2^31.
+    """
+    K = koff.shape[0]
+    M = xbase.shape[0]
+    # modes 1 and 2 get a placeholder `out`: the column count is the output's channel count
+    if emit[0] == 0:
+        N = out.shape[0] if tout else out.shape[1]
+    else:
+        N = emit[1].shape[1]
     nmb = (M + mb - 1) // mb
-    unb = uint64(nb)
+    row = uint64(256 * nb)
+    narrow = L > 0
+    span = max(1, L if narrow else k_hi - k_lo)
+    pfs = uint64(64 // G.itemsize)  # elements per cache line
+    pf_last = uint64(G.size - 1)
     for task in prange(nblk * nmb):
         q = task // nmb
-        mi = task % nmb
-        m0 = mi * mb
-        m1 = min(M, m0 + mb)
-        acc = np.zeros((m1 - m0) * nb, np.int32)
-        qK = q * K
-        for k0 in range(0, K, kb):
-            k1 = min(K, k0 + kb)
-            for m in range(m0, m1):
-                cb = uint64((m - m0) * nb)
-                k = k0
-                # four table rows per pass: one accumulator read-modify-write per four rows;
-                # unsigned offsets keep Numba from emitting negative-index fix-ups, which
-                # would stop LLVM from vectorizing the row loop
-                while k + 4 <= k1:
-                    o0 = uint64((qK + k) * 256 + AT[k, m]) * unb
-                    o1 = uint64((qK + k + 1) * 256 + AT[k + 1, m]) * unb
-                    o2 = uint64((qK + k + 2) * 256 + AT[k + 2, m]) * unb
-                    o3 = uint64((qK + k + 3) * 256 + AT[k + 3, m]) * unb
-                    for j in range(unb):
-                        acc[cb + j] += (np.int32(Gf[o0 + j]) + np.int32(Gf[o1 + j])) + \
-                                       (np.int32(Gf[o2 + j]) + np.int32(Gf[o3 + j]))
-                    k += 4
-                while k < k1:
-                    o0 = uint64((qK + k) * 256 + AT[k, m]) * unb
-                    for j in range(unb):
-                        acc[cb + j] += np.int32(Gf[o0 + j])
-                    k += 1
+        m0 = (task % nmb) * mb
+        ml = min(M, m0 + mb) - m0
+        xbs = xbase[m0:m0 + ml]
+        acc = np.zeros(ml * nb, np.int32)
+        a16 = np.zeros(ml * nb if narrow else 8, np.int16)
+        for kc in range(k_lo, k_hi, span):
+            kc1 = min(k_hi, kc + span)
+            k = kc
+            while k + 4 <= kc1:
+                t0 = uint64(q * K + k) * row
+                c0 = uint64(koff[k])
+                c1 = uint64(koff[k + 1])
+                c2 = uint64(koff[k + 2])
+                c3 = uint64(koff[k + 3])
+                pf = t0 + uint64(4) * row
+                # one specialised loop per (block width, accumulator type): no branches inside
+                if nb == 8:
+                    if narrow:
+                        _rows4_8(src, xbs, c0, c1, c2, c3, G, t0, a16, pf, pf_last, pfs)
+                    else:
+                        _rows4_8(src, xbs, c0, c1, c2, c3, G, t0, acc, pf, pf_last, pfs)
+                else:
+                    if narrow:
+                        _rows4_16(src, xbs, c0, c1, c2, c3, G, t0, a16, pf, pf_last, pfs)
+                    else:
+                        _rows4_16(src, xbs, c0, c1, c2, c3, G, t0, acc, pf, pf_last, pfs)
+                k += 4
+            while k < kc1:
+                if narrow:
+                    _rows1(src, xbs, uint64(koff[k]), G, uint64(q * K + k) * row, a16, nb)
+                else:
+                    _rows1(src, xbs, uint64(koff[k]), G, uint64(q * K + k) * row, acc, nb)
+                k += 1
+            if narrow:
+                i = uint64(0)
+                while i < uint64(ml * nb):
+                    _add1_8(acc, i, a16, i)
+                    i += uint64(8)
+                a16[:] = 0
         nw = min(nb, N - q * nb)
-        for m in range(m0, m1):
+        mode = emit[0]
+        if mode == 0 and tout:
             for j in range(nw):
-                C[m, q * nb + j] = acc[(m - m0) * nb + j]
-    return C
+                orow = out[q * nb + j, m0:m0 + ml]
+                for mm in range(ml):
+                    orow[mm] = acc[mm * nb + j]
+        elif mode == 0:
+            for mm in range(ml):
+                for j in range(nw):
+                    out[m0 + mm, q * nb + j] = acc[mm * nb + j]
+        else:
+            o3 = emit[1]
+            P = o3.shape[2]
+            gm = emit[3]
+            rowsum = emit[5]
+            for j in range(nw):
+                n = q * nb + j
+                b = (emit[2] + m0) // P
+                p = emit[2] + m0 - b * P
+                if mode == 1:
+                    ck = emit[4]
+                    for mm in range(ml):
+                        o3[b, n, p] = np.int64(acc[mm * nb + j]) * gm + ck
+                        p += 1
+                        if p == P:
+                            p = 0
+                            b += 1
+                else:
+                    sb = emit[4] + emit[7][n]
+                    z = emit[6][n]
+                    sc = emit[8][n]
+                    bi = emit[9][n]
+                    for mm in range(ml):
+                        iv = np.int64(acc[mm * nb + j]) * gm + sb - z * rowsum[m0 + mm]
+                        o3[b, n, p] = np.float32(np.float64(iv) * sc + bi)
+                        p += 1
+                        if p == P:
+                            p = 0
+                            b += 1
+    return out
 
 
 def _lookup_block(N: int) -> int:
-    """Column block of the lookup kernel: multiples of 32 (LLVM's vector loop does 32 int32 per
-    pass) from 32 columns up, else a multiple of 8 (short rows run scalar; less padding wins)."""
-    if N < 32:
-        return max(8, -(-N // 8) * 8)
-    return min(128, -(-N // 32) * 32)
+    """Column block of the lookup kernel: 16 columns (one 256-row table of int16 rows is 8 KiB,
+    so the four tables of a k-step fit L1), 8 for narrow layers (less padding)."""
+    return 8 if N <= 8 else 16
+
+
+def narrow_lut(table: np.ndarray):
+    """(offset, scale, rows): T = offset + scale * G with int16 G such that `rows` (>= 4) rows
+    sum exactly in int16, or None. Partial-product designs (truncation, broken array) drop
+    low-weight terms, so their tables are multiples of 2^t with a short range."""
+    t = np.asarray(table, dtype=np.int64)
+    lo, hi = int(t.min()), int(t.max())
+    g = int(np.gcd.reduce((t - lo).ravel())) or 1
+    mid = (hi - lo) // g // 2
+    gmax = max(mid, (hi - lo) // g - mid, 1)
+    rows = 32767 // gmax // 4 * 4
+    if rows < 8:
+        return None
+    return lo + g * mid, g, rows
+
+
+def codes_layout_gemm(M: int, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """(xbase, koff) addressing a row-major (M, K) code matrix: code (m, k) at m*K + k."""
+    return np.arange(M, dtype=np.int64) * K, np.arange(K, dtype=np.int64)
+
+
+def codes_layout_gemm4(M: int, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """(xbase, koff) for codes regrouped as (K/4, M, 4): code (m, k) at (k//4)*4M + 4m + k%4."""
+    k = np.arange(K, dtype=np.int64)
+    return np.arange(M, dtype=np.int64) * 4, (k // 4) * (4 * M) + k % 4
+
+
+def codes_layout_conv(Bn: int, C: int, Hp: int, Wp: int, KH: int, KW: int, sh: int, sw: int,
+                      dh: int, dw: int, Ho: int, Wo: int) -> tuple[np.ndarray, np.ndarray]:
+    """(xbase, koff) addressing the im2col matrix of a padded ifmap (B, C, Hp, Wp) in place:
+    patch m = (b, oh, ow), position k = (c, i, j) at xbase[m] + koff[k]."""
+    b = np.arange(Bn, dtype=np.int64)[:, None, None] * (C * Hp * Wp)
+    oh = np.arange(Ho, dtype=np.int64)[None, :, None] * (sh * Wp)
+    ow = np.arange(Wo, dtype=np.int64)[None, None, :] * sw
+    c = np.arange(C, dtype=np.int64)[:, None, None] * (Hp * Wp)
+    i = np.arange(KH, dtype=np.int64)[None, :, None] * (dh * Wp)
+    j = np.arange(KW, dtype=np.int64)[None, None, :] * dw
+    return (b + oh + ow).reshape(-1), (c + i + j).reshape(-1)
+
+
+# ----------------------------------------------------------------------------------------
+# Factored convolutions through torch's direct convolution
+# ----------------------------------------------------------------------------------------
+# A factor U_r[a] is a function of one activation code, so converting the padded ifmap
+# plane by plane (before im2col) gives the conv's input: sum_r U_r[x] (*) V_r[w] is then one
+# float32 convolution with R*C input channels and no patch matrix at all. oneDNN's direct
+# convolution (what torch uses on CPU; NNPACK's Winograd/FFT is switched off around the call)
+# accumulates exact products in some order; every partial sum is a sub-sum of the exact
+# products, bounded per output channel by sum |U| |V| <= 2^24 (checked per layer on its
+# actual weights), so it is an exactly represented integer whatever the order.
+_TORCH_STATE: dict = {}
+
+
+def _torch_conv():
+    """(torch, F.conv2d) when torch is importable and float32 convolutions are IEEE, else None."""
+    if "mod" not in _TORCH_STATE:
+        try:
+            import torch
+            import torch.nn.functional as tF
+            _TORCH_STATE["mod"] = (torch, tF.conv2d)
+        except ImportError:  # torch is an optional dependency: the BLAS path is used instead
+            _TORCH_STATE["mod"] = None
+    mod = _TORCH_STATE["mod"]
+    if mod is None:
+        return None
+    mk = mod[0].backends.mkldnn
+    for prec in (getattr(mk, "fp32_precision", "none"), getattr(getattr(mk, "conv", None), "fp32_precision", "none")):
+        if prec not in ("none", "ieee"):  # bf16 / tf32 math modes round the products
+            return None
+    return mod
+
+
+@njit(parallel=True, cache=True)
+def _convert_planes(x, lut, out):
+    """out[b, h, w, r*C + c] = lut[r, x[b, c, h, w]]: the factor planes of an ifmap, channels
+    last (oneDNN's direct convolution reads NHWC without reorders)."""
+    Bn, C, H, W = x.shape
+    R = lut.shape[0]
+    for bh in prange(Bn * H):
+        b = bh // H
+        h = bh % H
+        o = out[b, h]
+        for r in range(R):
+            lr = lut[r]
+            for c in range(C):
+                xr = x[b, c, h]
+                for w in range(W):
+                    o[w, r * C + c] = lr[xr[w]]
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _patch_sums(x, ph, pw, pad, lut, KH, KW, sh, sw, dh, dw, Ho, Wo):
+    """s[(b*Ho + oh)*Wo + ow] = sum over the patch (c, i, j) of lut[code], the codes of x (B, C,
+    H, W) padded by (ph, pw) with code `pad` (padding is virtual: no padded copy)."""
+    Bn, C, H, W = x.shape
+    out = np.zeros(Bn * Ho * Wo, np.int64)
+    lp = lut[pad] * C
+    for b in prange(Bn):
+        plane = np.zeros((H, W), np.int64)
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    plane[h, w] += lut[x[b, c, h, w]]
+        for oh in range(Ho):
+            for ow in range(Wo):
+                s = 0
+                for i in range(KH):
+                    h = oh * sh - ph + i * dh
+                    for j in range(KW):
+                        w = ow * sw - pw + j * dw
+                        if 0 <= h < H and 0 <= w < W:
+                            s += plane[h, w]
+                        else:
+                            s += lp
+                out[(b * Ho + oh) * Wo + ow] = s
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _emit_bnp_int(Y, salpha, sbeta, ck, out3, b0):
+    """out3[b0 + b, n, p] = Y[b, n, p] (an exact integer in float) + salpha[b*P + p] + sbeta[n] + ck."""
+    Bt, N, P = Y.shape
+    for t in prange(Bt * N):
+        b = t // N
+        n = t % N
+        sb = sbeta[n] + ck
+        yr = Y[b, n]
+        sa = salpha[b * P:(b + 1) * P]
+        orow = out3[b0 + b, n]
+        for p in range(P):
+            orow[p] = np.int64(yr[p]) + sa[p] + sb
+
+
+@njit(parallel=True, cache=True)
+def _emit_bnp_float(Y, salpha, sbeta, ck, rowsum, zw, cterm, scale, bias, out3, b0):
+    """The fused epilogue of `_emit_float` for a (B, N, P) accumulator."""
+    Bt, N, P = Y.shape
+    for t in prange(Bt * N):
+        b = t // N
+        n = t % N
+        sb = sbeta[n] + cterm[n] + ck
+        z = zw[n]
+        sc = scale[n]
+        bi = bias[n]
+        yr = Y[b, n]
+        sa = salpha[b * P:(b + 1) * P]
+        rs = rowsum[b * P:(b + 1) * P]
+        orow = out3[b0 + b, n]
+        for p in range(P):
+            iv = np.int64(yr[p]) + sa[p] + sb - z * rs[p]
+            orow[p] = np.float32(np.float64(iv) * sc + bi)
 
 
 # ----------------------------------------------------------------------------------------
@@ -876,20 +1319,35 @@ def _lookup_block(N: int) -> int:
 FACTORED = ("exact", "bitplane", "lowrank")
 
 
-def estimate_costs(an: TableAnalysis, M: int, K: int, N: int) -> dict[str, float]:
-    """Modelled time (ns) of each available path for an M x K x N GEMM (see the constants above)."""
-    costs = {}
+def _lookup_cost(an: TableAnalysis, M: int, K: int, N: int) -> float:
     nb = _lookup_block(N)
-    costs["lookup"] = LUT_NS_PER_MAC * M * K * (-(-N // nb) * nb)
+    nblk = -(-N // nb)
+    per = (LUT_NARROW_NS if an.narrow is not None else LUT_WIDE_NS) * (LUT_NB8_FACTOR if nb == 8 else 1.0)
+    return per * M * K * nblk + LUT_ROW_BYTE_NS * K * 256 * nblk * nb * 2 + LUT_OUT_NS * M * N
+
+
+def estimate_costs(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0) -> dict[str, float]:
+    """Modelled time (ns) of each available path for an M x K x N GEMM (see the constants above).
+
+    conv_in > 0: the GEMM is a convolution whose padded input has conv_in elements and torch
+    is available, so factored tables run as one direct convolution on R factor planes.
+    """
+    costs = {"lookup": _lookup_cost(an, M, K, N)}
     if an.factored:
         r = max(an.rank, 1)
-        costs[an.kind] = GEMM_NS_PER_MAC * r * M * K * max(N, 16) + CONVERT_NS_PER_ELEM * r * M * K
+        if conv_in:
+            out_ns = CONV_OUT_NS if N % 8 == 0 else CONV_OUT_BLOCKED_NS
+            costs[an.kind] = (CONV_NS_PER_MAC * r * M * K * -(-N // 8) * 8 + CONVERT_PLANE_NS * r * conv_in
+                              + out_ns * M * N)
+        else:
+            costs[an.kind] = (GEMM_NS_PER_MAC * r * M * K * max(N, 16) + CONVERT_NS_PER_ELEM * r * M * K
+                              + LUT_OUT_NS * M * N)
     return costs
 
 
-def choose_path(an: TableAnalysis, M: int, K: int, N: int) -> tuple[str, str]:
+def choose_path(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0) -> tuple[str, str]:
     """(path, reason): the cheapest modelled exact path for this table and GEMM shape."""
-    costs = estimate_costs(an, M, K, N)
+    costs = estimate_costs(an, M, K, N, conv_in)
     best = min(costs, key=costs.get)
     reason = ", ".join(f"{k}~{v / 1e6:.2f}ms" for k, v in sorted(costs.items(), key=lambda kv: kv[1]))
     return best, f"{an.note}; model: {reason}"
@@ -901,11 +1359,15 @@ class PreparedGemm:
     path: "auto" (per-call choice by `choose_path`), or one of PATHS (an unavailable factored
     path raises; "lowrank" accepts any factored table), or "naive" / "reference" for the plain
     kernels. Large calls are processed in row tiles so converted operands stay in cache.
+    `lookup_variant` ("auto", "narrow": int16 sums, "wide": int32 sums) and `conv_backend`
+    ("auto": torch's direct convolution when importable, "blas": im2col + BLAS) pin an
+    implementation (tests hold each one to the reference).
     """
 
     TILE_BYTES = 4 << 20  # converted-operand bytes per row tile
 
-    def __init__(self, b_codes, mult, path: str = "auto", signed: bool | None = None):
+    def __init__(self, b_codes, mult, path: str = "auto", signed: bool | None = None,
+                 lookup_variant: str = "auto", conv_backend: str = "auto"):
         self.mult = as_multiplier(mult, signed)
         self.B = _codes(b_codes, "b_codes")
         if self.B.ndim != 2:
@@ -916,10 +1378,20 @@ class PreparedGemm:
         if path in FACTORED and self.analysis.kind != path:
             if not (path == "lowrank" and self.analysis.factored):
                 raise ValueError(f"multiplier {self.mult.name!r} admits path {self.analysis.kind!r}, not {path!r}")
+        if lookup_variant not in ("auto", "narrow", "wide"):
+            raise ValueError(f"lookup_variant must be 'auto', 'narrow' or 'wide', got {lookup_variant!r}")
+        if conv_backend not in ("auto", "blas"):
+            raise ValueError(f"conv_backend must be 'auto' or 'blas', got {conv_backend!r}")
+        if lookup_variant == "narrow" and self.analysis.narrow is None:
+            raise ValueError(f"multiplier {self.mult.name!r}: table too wide for the int16 lookup")
         self.requested = path
         self.K, self.N = self.B.shape
+        self.lookup_variant = lookup_variant
+        self.conv_backend = conv_backend
         self._factored = None
         self._rows = None
+        self._conv: dict = {}
+        self._paths: dict = {}
         self._bt = None
         self._wsum = None
         self._ws: dict = {}
@@ -932,18 +1404,15 @@ class PreparedGemm:
             return self._factored
         an, K, N = self.analysis, self.K, self.N
         best = None
-        # raw factors, or centred ones (smaller, so longer exact chunks, but linear terms);
-        # keep the variant with the fewest float32 chunks, raw on a tie
-        for centre in (False, True):
-            U, V, c, al, be = (_centre(an.U, an.V, an.const, an.alpha, an.beta) if centre
-                               else (an.U, an.V, an.const, an.alpha, an.beta))
-            bounds = np.abs(U).max(axis=1) * np.abs(V).max(axis=1)
-            ch = _chunks(bounds, K, F32_EXACT)
+        # keep the factor variant with the fewest exact float32 chunks (bounds from the
+        # layer's actual weights), the first listed on a tie
+        for U, V, c, al, be in _factor_variants(an):
+            ch = _greedy_chunks(_factor_bounds(U, V, self.B), F32_EXACT)
             if ch is not None and (best is None or len(ch) < len(best[0])):
                 best = (ch, np.float32, U, V, c, al, be)
         if best is None or len(best[0]) > 8 * max(an.rank, 1):
             U, V, c, al, be = _centre(an.U, an.V, an.const, an.alpha, an.beta)
-            ch = _chunks(np.abs(U).max(axis=1) * np.abs(V).max(axis=1), K, F64_EXACT)
+            ch = _greedy_chunks(_factor_bounds(U, V, self.B), F64_EXACT)
             if ch is None:
                 raise ValueError(f"multiplier {self.mult.name!r}: factors too large for exact BLAS")
             best = (ch, np.float64, U, V, c, al, be)
@@ -992,38 +1461,147 @@ class PreparedGemm:
             acc += X[:, a:b] @ y
         return acc
 
+    # -- factored convolution (torch) ----------------------------------------------------
+    def _conv_plan(self, C: int, kh: int, kw: int, pad_code: int | None):
+        """Weights and exactness plan of the direct-convolution path, or None (then im2col + BLAS).
+
+        pad_code (padded layers): each factor is shifted to be zero at the pad code (the shift
+        folds into beta), so torch's zero padding stands for the padded codes.
+        """
+        key = (C, kh, kw, pad_code)
+        if key in self._conv:
+            return self._conv[key]
+        plan = None
+        tc = _torch_conv() if self.conv_backend == "auto" else None
+        an, K, N = self.analysis, self.K, self.N
+        if tc is not None and an.factored and C * kh * kw == K:
+            best = None
+            for U, V, c, al, be in _factor_variants(an):
+                if pad_code is not None:
+                    mu = U[:, pad_code].copy()
+                    U, be = U - mu[:, None], be + mu @ V
+                R = U.shape[0]
+                # bound per input plane (r, c) and output channel: sum_ij max|U_r| |V_r[w]|
+                per_k = _factor_bounds(U, V, self.B).reshape(R, C, kh * kw, N).sum(axis=2)
+                groups = _greedy_chunks(per_k.reshape(R * C, N), F32_EXACT)
+                if groups is None:
+                    continue
+                score = (len(groups), bool(np.any(al)))
+                if best is None or score < best[0]:
+                    best = (score, groups, U, V, c, al, be)
+            if best is not None and len(best[1]) <= 4:
+                _, groups, U, V, c, al, be = best
+                R = U.shape[0]
+                W = V[:, self.B].reshape(R, C, kh, kw, N).transpose(4, 0, 1, 2, 3).reshape(N, R * C, kh, kw)
+                W = W.astype(np.float32)
+                torch = tc[0]
+                plan = {"R": R, "lut": np.ascontiguousarray(U.astype(np.float32)),
+                        "wts": [(g0, g1, torch.from_numpy(np.ascontiguousarray(W[:, g0:g1])).contiguous(
+                            memory_format=torch.channels_last)) for g0, g1 in groups],
+                        "alpha": np.ascontiguousarray(al, dtype=np.int64) if np.any(al) else None,
+                        "sbeta": np.ascontiguousarray(be[self.B].sum(axis=0) + K * int(c), dtype=np.int64)}
+        self._conv[key] = plan
+        return plan
+
+    def _run_conv(self, plan, x, padding, pad_code, geom, st, want_rs, out, row0):
+        KH, KW, sh, sw, dh, dw, Ho, Wo = geom
+        Bt, C = x.shape[:2]
+        ph, pw = padding
+        P = Ho * Wo
+        torch, conv2d = _torch_conv()
+        RC = plan["R"] * C
+        XU = self._buffer("XU", (Bt,) + x.shape[2:] + (RC,), np.float32)  # NHWC
+        _convert_planes(x, plan["lut"], XU)
+        xt = torch.from_numpy(XU).permute(0, 3, 1, 2)  # channels-last NCHW view
+        nnpack = torch._C._get_nnpack_enabled()
+        if nnpack:  # where oneDNN declines a shape, NNPACK might take it with Winograd/FFT transforms
+            torch._C._set_nnpack_enabled(False)
+        try:
+            with torch.no_grad():
+                ys = [conv2d(xt if g1 - g0 == RC else xt[:, g0:g1], wt, stride=(sh, sw), padding=(ph, pw),
+                             dilation=(dh, dw)) for g0, g1, wt in plan["wts"]]
+        finally:
+            if nnpack:
+                torch._C._set_nnpack_enabled(True)
+        # oneDNN answers channels-last (M, N) rows, or NCHW when it chose a blocked layout
+        nhwc = all(y.permute(0, 2, 3, 1).is_contiguous() for y in ys)
+        Y = None
+        for y in ys:
+            y = (y.permute(0, 2, 3, 1).numpy().reshape(Bt * P, self.N) if nhwc
+                 else y.contiguous().numpy().reshape(Bt, self.N, P))
+            Y = y if Y is None else Y.astype(np.float64) + y  # chunk sums: exact in float64
+        zero_m = self._buffer("zero_m", (Bt * P,), np.int64)
+        zero_m[:] = 0
+        salpha = (_patch_sums(x, ph, pw, pad_code, plan["alpha"], KH, KW, sh, sw, dh, dw, Ho, Wo)
+                  if plan["alpha"] is not None else zero_m)
+        rs = (_patch_sums(x, ph, pw, pad_code, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo) if want_rs
+              else zero_m)
+        if nhwc:
+            self._emit(Y, False, np.int64(1), salpha, plan["sbeta"], np.int64(0), rs, st, out, row0)
+        elif st is None:
+            _emit_bnp_int(Y, salpha, plan["sbeta"], np.int64(0), out, row0 // P)
+        else:
+            _emit_bnp_float(Y, salpha, plan["sbeta"], np.int64(0), rs, st[1], st[2], st[3], st[4], out, row0 // P)
+        return out
+
     # -- lookup --------------------------------------------------------------------------
     def _prepare_rows(self):
         if self._rows is None:
             t = self.mult.table
-            lo, hi = int(t.min()), int(t.max())
-            dt = np.uint16 if lo >= 0 and hi < 65536 else (np.int16 if lo >= -32768 and hi < 32768 else np.int32)
+            nl = self.analysis.narrow if self.lookup_variant != "wide" else None
+            if nl is not None:
+                off, g, L = nl
+                tab = ((t.astype(np.int64) - off) // g).astype(np.int16)
+            else:
+                lo, hi = int(t.min()), int(t.max())
+                dt = np.uint16 if lo >= 0 and hi < 65536 else (np.int16 if lo >= -32768 and hi < 32768 else np.int32)
+                tab, off, g, L = t.astype(dt), 0, 1, 0
             nb = _lookup_block(self.N)
             nblk = -(-self.N // nb)
-            out = np.empty((nblk, self.K, 256, nb), dt)
-            self._rows = (_build_rows(self.B, t.astype(dt), nb, out).reshape(-1), nb, nblk)
+            G = _build_rows(self.B, tab, nb, np.empty((nblk, self.K, 256, nb), tab.dtype)).reshape(-1)
+            kmax = (2**31 - 1) // max(int(np.abs(tab.astype(np.int64)).max()), 1)
+            self._rows = {"G": G, "nb": nb, "nblk": nblk, "L": L, "off": off, "g": g,
+                          "kmax": max(1, kmax)}
         return self._rows
 
-    def _lookup(self, AT):
-        """Lookup-kernel accumulators (M, N) from transposed codes AT (K, M)."""
-        Gf, nb, nblk = self._prepare_rows()
-        maxabs = int(np.abs(self.mult.table.astype(np.int64)).max())
-        kmax = max(1, (2**31 - 1) // max(maxabs, 1))
-        M = AT.shape[1]
-        # the slab of kb*256 rows is hit at random, so it should stay in L2 (256 KiB of the
-        # 512 KiB here); accumulator tiles are streamed, so m-blocks can be long
-        kb = max(4, min(64, (256 * 1024) // (256 * nb * Gf.itemsize) // 4 * 4))
+    def _lookup(self, src, xbase, koff, tout: bool = False, direct=None):
+        """(acc, g, offset): C[m, n] = g * acc[m, n] + K * offset, acc int32 (int64 if K is long),
+        shaped (M, N), or (N, M) when tout. direct = (out3, row0, st, rowsum): write a
+        convolution's output straight from the kernel instead (one pass fewer), acc is None."""
+        r = self._prepare_rows()
+        M = xbase.shape[0]
+        nb, nblk, L = r["nb"], r["nblk"], r["L"]
+        # the accumulator block streams (mb rows of nb int32 + int16), so it can be long;
+        # long blocks mean fewer passes over the tables
         tasks = 2 * max(1, numba.get_num_threads())
-        mb = min(1024, max(64, -(-M * nblk // tasks)))
-        if self.K <= kmax:
-            return _lookup_gemm(AT, Gf, self.N, nb, nblk, kb, mb)
-        out = np.zeros((M, self.N), np.int64)  # int32 would overflow: sum K-chunks in int64
-        G4 = Gf.reshape(nblk, self.K, 256, nb)
-        for k0 in range(0, self.K, kmax):
-            k1 = min(self.K, k0 + kmax)
-            sub = np.ascontiguousarray(G4[:, k0:k1]).reshape(-1)
-            out += _lookup_gemm(np.ascontiguousarray(AT[k0:k1]), sub, self.N, nb, nblk, kb, mb)
-        return out
+        mb = max(64, min(4096, -(-M // max(1, -(-tasks // nblk)))))
+        gm, ck = np.int64(r["g"]), np.int64(r["off"] * self.K)
+        if direct is not None and self.K <= r["kmax"]:
+            out3, row0, st, rowsum = direct
+            if st is None:
+                emit = (1, out3, row0, gm, ck, _NO_I64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
+            else:
+                emit = (2, out3, row0, gm, ck, rowsum, st[1], st[2], st[3], st[4])
+            _lut_gemm(src, xbase, koff, r["G"], nb, nblk, mb, L, 0, self.K, tout, _NO_OUT, emit)
+            return None, gm, ck
+        shape = (self.N, M) if tout else (M, self.N)
+        out = self._buffer("lut_out", shape, np.int32)
+        emit = (0, _NO_OUT3, 0, gm, ck, _NO_I64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
+        if self.K <= r["kmax"]:
+            acc = _lut_gemm(src, xbase, koff, r["G"], nb, nblk, mb, L, 0, self.K, tout, out, emit)
+        else:  # int32 lanes would overflow: sum K-ranges in int64
+            acc = np.zeros(shape, np.int64)
+            for k0 in range(0, self.K, r["kmax"]):
+                acc += _lut_gemm(src, xbase, koff, r["G"], nb, nblk, mb, L, k0, min(self.K, k0 + r["kmax"]), tout,
+                                 out, emit)
+        return acc, gm, ck
+
+    def _layout(self, key, fn, *args):
+        lay = self._ws.get(key)
+        if lay is None:
+            lay = fn(*args)
+            self._ws[key] = lay
+        return lay
 
     def _buffer(self, name: str, shape, dtype) -> np.ndarray:
         """A reusable work array: fresh multi-MB arrays cost page faults on every tile."""
@@ -1041,11 +1619,15 @@ class PreparedGemm:
         return _gemm_reference(A, self.B, self.mult.table)
 
     # -- public --------------------------------------------------------------------------
-    def path_for(self, M: int) -> tuple[str, str]:
-        """(path, reason) this layer uses for M activation rows."""
+    def path_for(self, M: int, conv_in: int = 0) -> tuple[str, str]:
+        """(path, reason) this layer uses for M activation rows (conv_in: see `estimate_costs`)."""
         if self.requested != "auto":
             return self.requested, "requested"
-        return choose_path(self.analysis, M, self.K, self.N)
+        key = (M, conv_in)
+        hit = self._paths.get(key)
+        if hit is None:
+            hit = self._paths[key] = choose_path(self.analysis, M, self.K, self.N, conv_in)
+        return hit
 
     def _epilogue_state(self, epilogue: Epilogue):
         affine = epilogue.affine
@@ -1061,11 +1643,11 @@ class PreparedGemm:
         bias = np.ascontiguousarray(np.broadcast_to(np.asarray(epilogue.bias, np.float64), (self.N,)))
         return affine, zw, cterm, scale, bias
 
-    def _emit(self, acc, nm, salpha, sbeta, ck, rs, st, out3, row0):
+    def _emit(self, acc, nm, gm, salpha, sbeta, ck, rs, st, out3, row0):
         if st is None:
-            _emit_int(acc, nm, salpha, sbeta, ck, out3, row0)
+            _emit_int(acc, nm, gm, salpha, sbeta, ck, out3, row0)
         else:
-            _emit_float(acc, nm, salpha, sbeta, ck, rs, st[1], st[2], st[3], st[4], out3, row0)
+            _emit_float(acc, nm, gm, salpha, sbeta, ck, rs, st[1], st[2], st[3], st[4], out3, row0)
 
     def __call__(self, a_codes, epilogue: Epilogue | None = None, out=None, row0: int = 0):
         """C = sum_k T[A[m,k], B[k,n]] (int64, shape (M, N)).
@@ -1089,6 +1671,7 @@ class PreparedGemm:
         step = max(P, (self.TILE_BYTES // max(width, 1)) // P * P)  # whole images per tile
         want_rs = st is not None and st[0]
         zero_n = np.zeros(self.N, np.int64)
+        one = np.int64(1)
         for m0 in range(0, M, step):
             At = A[m0:min(M, m0 + step)]
             mt = At.shape[0]
@@ -1097,30 +1680,55 @@ class PreparedGemm:
                 X = self._buffer("X", (mt, f["Uf"].shape[0] * self.K), f["dtype"])
                 X, salpha, rs = _convert(At, f["Uf"], f["alpha"], f["use_alpha"], want_rs, X)
                 acc = self._gemm_chunks(X, False)
-                self._emit(acc, False, salpha, f["sbeta"], f["ck"], rs, st, out, row0 + m0)
+                self._emit(acc, False, one, salpha, f["sbeta"], f["ck"], rs, st, out, row0 + m0)
                 continue
+            gm, ck = one, np.int64(0)
             if path == "lookup":
-                acc = self._lookup(np.ascontiguousarray(At.T))
+                if self.K % 4 == 0 and mt >= 64:
+                    # codes regrouped per four k (a k-step of the kernel): each k-step then reads
+                    # one sequential stream, where row-major A touches a new cache line per row
+                    A4 = self._buffer("A4", (self.K // 4, mt), np.uint32)
+                    np.copyto(A4, At.view(np.uint32).T)
+                    src = A4.reshape(-1).view(np.uint8)
+                    xbase, koff = self._layout(("gemm4", mt), codes_layout_gemm4, mt, self.K)
+                else:
+                    src = At.reshape(-1)
+                    xbase, koff = self._layout(("gemm", mt), codes_layout_gemm, mt, self.K)
+                acc, gm, ck = self._lookup(src, xbase, koff)
             else:
                 acc = self._plain(At, path)
             rs = _rowsum(At) if want_rs else np.zeros(mt, np.int64)
-            self._emit(acc, False, np.zeros(mt, np.int64), zero_n, np.int64(0), rs, st, out, row0 + m0)
+            self._emit(acc, False, gm, np.zeros(mt, np.int64), zero_n, ck, rs, st, out, row0 + m0)
         if epilogue is None and P == 1:
             return out.reshape(M, self.N)
         return out
 
-    def run_patches(self, xp, geom, epilogue: Epilogue | None, out, row0: int):
-        """One batch tile of a convolution from its padded input xp (B, C, Hp, Wp).
+    def conv_plan_for(self, C: int, kh: int, kw: int, padding, pad_code: int):
+        """The direct-convolution plan for this layer's geometry (None: not available)."""
+        if not self.analysis.factored:
+            return None
+        return self._conv_plan(C, kh, kw, (pad_code & 0xFF) if any(padding) else None)
+
+    def run_patches(self, x, geom, epilogue: Epilogue | None, out, row0: int, padding=(0, 0), pad_code: int = 0):
+        """One batch tile of a convolution from its input x (B, C, H, W) codes, padded by
+        `padding` with `pad_code`.
 
         geom = (KH, KW, sh, sw, dh, dw, Ho, Wo); writes out[b, n, p] (int64 without an
         epilogue, float32 with one) for the tile's images, starting at flat row row0.
         """
         KH, KW, sh, sw, dh, dw, Ho, Wo = geom
-        M = xp.shape[0] * Ho * Wo
-        path, reason = self.path_for(M)
+        M = x.shape[0] * Ho * Wo
+        plan = self.conv_plan_for(x.shape[1], KH, KW, padding, pad_code)
+        path, reason = self.path_for(M, x.size if plan is not None else 0)
         self.last_path, self.last_reason = path, reason
         st = None if epilogue is None else self._epilogue_state(epilogue)
         want_rs = st is not None and st[0]
+        one = np.int64(1)
+        if path in FACTORED and plan is not None:
+            return self._run_conv(plan, x, padding, pad_code & 0xFF, geom, st, want_rs, out, row0)
+        ph, pw = padding
+        xp = pad_codes(x, padding, pad_code, out=self._buffer(
+            "xp", x.shape[:2] + (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), np.uint8))
         if path in FACTORED:
             f = self._prepare_factored()
             AT = _im2col_cols(xp, KH, KW, sh, sw, dh, dw, Ho, Wo)
@@ -1128,17 +1736,24 @@ class PreparedGemm:
             XT, salpha, rs = _convert_cols(AT, f["Uf"], f["aff_s"], f["aff_t"], f["affine"], self.analysis.signed,
                                            f["alpha"], f["use_alpha"], want_rs, XT)
             accT = self._gemm_chunks(XT, True)
-            self._emit(accT, True, salpha, f["sbeta"], f["ck"], rs, st, out, row0)
+            self._emit(accT, True, one, salpha, f["sbeta"], f["ck"], rs, st, out, row0)
             return out
+        gm, ck = one, np.int64(0)
         if path == "lookup":
-            AT = _im2col_cols(xp, KH, KW, sh, sw, dh, dw, Ho, Wo)
-            acc = self._lookup(AT)
-            rs = _colsum(AT) if want_rs else np.zeros(M, np.int64)
+            xbase, koff = self._layout(("conv",) + xp.shape + tuple(geom), codes_layout_conv,
+                                       *xp.shape, KH, KW, sh, sw, dh, dw, Ho, Wo)
+            rs = (_patch_sums(xp, 0, 0, 0, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo) if want_rs
+                  else np.zeros(M, np.int64))
+            acc, gm, ck = self._lookup(xp.reshape(-1), xbase, koff, tout=True, direct=(out, row0, st, rs))
+            if acc is None:
+                return out
+            nm = True
         else:
             A = _im2col_padded(xp, KH, KW, sh, sw, dh, dw, Ho, Wo)
             acc = self._plain(A, path)
             rs = _rowsum(A) if want_rs else np.zeros(M, np.int64)
-        self._emit(acc, False, np.zeros(M, np.int64), np.zeros(self.N, np.int64), np.int64(0), rs, st, out, row0)
+            nm = False
+        self._emit(acc, nm, gm, np.zeros(M, np.int64), np.zeros(self.N, np.int64), ck, rs, st, out, row0)
         return out
 
     def describe(self) -> dict:
@@ -1156,14 +1771,15 @@ def ax_gemm(a_codes, b_codes, mult, path: str = "auto", signed: bool | None = No
 class PreparedConv2d:
     """One conv layer's LUT convolution with its weights fixed (groups handled as separate GEMMs).
 
-    Calls are processed in batch tiles (patches of a tile, then its GEMM), so the patch
-    matrix of a large batch never exists whole.
+    Calls are processed in batch tiles, so work arrays (factor planes, accumulators, or the
+    patch matrix of the im2col fallback) stay bounded for any batch.
     """
 
-    TILE_BYTES = 4 << 20
+    TILE_BYTES = 8 << 20  # work-array bytes per batch tile
 
     def __init__(self, w_codes, mult, stride=1, padding=0, dilation=1, groups: int = 1,
-                 path: str = "auto", signed: bool | None = None):
+                 path: str = "auto", signed: bool | None = None, lookup_variant: str = "auto",
+                 conv_backend: str = "auto"):
         w = _codes(w_codes, "w_codes")
         if w.ndim != 4 or w.shape[0] % groups:
             raise ValueError(f"w_codes must be (O, C/groups, kh, kw) with O divisible by groups={groups}, got {w.shape}")
@@ -1172,8 +1788,8 @@ class PreparedConv2d:
         self.groups = int(groups)
         O, Cg, kh, kw = w.shape
         og = O // groups
-        self.gemms = [PreparedGemm(w[g * og:(g + 1) * og].reshape(og, -1).T, mult, path, signed)
-                      for g in range(groups)]
+        self.gemms = [PreparedGemm(w[g * og:(g + 1) * og].reshape(og, -1).T, mult, path, signed,
+                                   lookup_variant, conv_backend) for g in range(groups)]
 
     def __call__(self, x_codes, pad_code: int = 0, epilogue: Epilogue | None = None):
         """LUT convolution of x (B, C, H, W) codes.
@@ -1188,7 +1804,16 @@ class PreparedConv2d:
         if Ho < 1 or Wo < 1:
             raise ValueError(f"conv2d output would be empty: input {x.shape}, kernel {kh}x{kw}")
         og, P = O // self.groups, Ho * Wo
-        per_image = P * Cg * kh * kw * max(1, self.gemms[0].analysis.rank) * 4
+        g0 = self.gemms[0]
+        # bytes of work arrays per image on the path the whole batch would take
+        plan = g0.conv_plan_for(Cg, kh, kw, self.padding, pad_code)
+        path = g0.path_for(Bn * P, Bn * Cg * H * W if plan is not None else 0)[0]
+        if path == "lookup":
+            per_image = P * (og * 4 + 8)
+        elif path in FACTORED and plan is not None:
+            per_image = (plan["R"] * Cg * H * W + og * P) * 4
+        else:
+            per_image = P * Cg * kh * kw * max(1, g0.analysis.rank) * 4
         bt = max(1, self.TILE_BYTES // max(per_image, 1))
         out = np.empty((Bn, O, P), np.int64 if epilogue is None else np.float32)
         geom = (kh, kw, self.stride[0], self.stride[1], self.dilation[0], self.dilation[1], Ho, Wo)
@@ -1199,9 +1824,9 @@ class PreparedConv2d:
                 pick = lambda v: None if v is None else np.broadcast_to(np.asarray(v), (O,))[sl]  # noqa: E731
                 sub = Epilogue(pick(epilogue.scale), pick(epilogue.bias), epilogue.za, pick(epilogue.zw))
             gout = out if self.groups == 1 else np.empty((Bn, og, P), out.dtype)
-            xp = pad_codes(x, self.padding, pad_code, (g * Cg, (g + 1) * Cg))
+            xg = x if self.groups == 1 else np.ascontiguousarray(x[:, g * Cg:(g + 1) * Cg])
             for b0 in range(0, Bn, bt):
-                gemm.run_patches(xp[b0:min(Bn, b0 + bt)], geom, sub, gout, b0 * P)
+                gemm.run_patches(xg[b0:min(Bn, b0 + bt)], geom, sub, gout, b0 * P, self.padding, pad_code)
             if self.groups != 1:
                 out[:, g * og:(g + 1) * og] = gout
         return out.reshape(Bn, O, Ho, Wo)

@@ -3,7 +3,7 @@
 import numba
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cosim import axkernels as ak
@@ -81,6 +81,19 @@ def paths_for(table, signed):
     if an.factored:
         paths.append(an.kind)
     return an, paths
+
+
+def variants_for(table, signed):
+    """(path, kwargs) pairs: every path, and every implementation of the lookup and factored
+    paths (int16 / int32 lookup sums; torch direct convolution / im2col + BLAS)."""
+    an, paths = paths_for(table, signed)
+    out = [(p, {}) for p in paths]
+    out.append(("lookup", {"lookup_variant": "wide"}))
+    if an.narrow is not None:
+        out.append(("lookup", {"lookup_variant": "narrow"}))
+    if an.factored:
+        out.append((an.kind, {"conv_backend": "blas"}))
+    return out
 
 
 # -- analysis --------------------------------------------------------------------------------
@@ -165,9 +178,23 @@ def test_gemm_every_path_matches_reference(kind, signed, M, K, N, seed):
     ref = ak.lut_gemm_reference(A, B, (t, signed))
     brute = t.astype(np.int64)[A[:, :, None], B[None, :, :]].sum(axis=1)
     assert np.array_equal(ref, brute)
-    _, paths = paths_for(t, signed)
-    for path in paths:
-        assert np.array_equal(ak.PreparedGemm(B, (t, signed), path)(A), ref), path
+    for path, kw in variants_for(t, signed):
+        assert np.array_equal(ak.PreparedGemm(B, (t, signed), path, **kw)(A), ref), (path, kw)
+
+
+@settings(max_examples=12, deadline=None)
+@given(kind=st.sampled_from(["trunc", "random"]), M=st.integers(64, 150), K4=st.integers(1, 40),
+       N=st.integers(1, 40), seed=st.integers(0, 2**31))
+def test_lookup_with_regrouped_codes(kind, M, K4, N, seed):
+    """GEMM lookups with M >= 64 and K % 4 == 0 read codes regrouped per four k."""
+    rng = np.random.default_rng(seed)
+    t = table_for(kind, rng, False)
+    A = rng.integers(0, 256, (M, 4 * K4)).astype(np.uint8)
+    B = rng.integers(0, 256, (4 * K4, N)).astype(np.uint8)
+    ref = ak.lut_gemm_reference(A, B, (t, False))
+    for path, kw in variants_for(t, False):
+        if path == "lookup":
+            assert np.array_equal(ak.PreparedGemm(B, (t, False), path, **kw)(A), ref), kw
 
 
 _r = np.random.default_rng(77)
@@ -190,12 +217,66 @@ def test_multi_chunk_and_float64_factor_paths(M, K, N, seed):
             assert np.array_equal(ak.PreparedGemm(B, m, path)(A), ref), path
 
 
+@settings(max_examples=6, deadline=None)
+@given(C=st.integers(1, 6), k=st.integers(1, 3), O=st.integers(1, 3), seed=st.integers(0, 2**31))
+def test_large_factor_convolutions(C, k, O, seed):
+    """Large factors in a convolution: several exact float32 plane groups for the direct
+    convolution, or (too many groups, or a plane alone too large) the im2col + BLAS path."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (2, C, 5, 6)).astype(np.uint8)
+    w = rng.integers(0, 256, (O, C, k, k)).astype(np.uint8)
+    for t in _BIG_TABLES:
+        m = (t, True)
+        ref = ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, 3)
+        for kw in ({}, {"conv_backend": "blas"}):
+            assert np.array_equal(ak.PreparedConv2d(w, m, 1, 1, path="lowrank", **kw)(x, 3), ref), kw
+        # int32 lookup sums would overflow for the ~2^30 table: K-ranges summed in int64
+        assert np.array_equal(ak.PreparedConv2d(w, m, 1, 1, path="lookup")(x, 3), ref)
+
+
+def test_narrow_lookup_is_offered_for_short_range_tables():
+    t6 = truncated(6)
+    off, g, rows = ak.narrow_lut(t6)
+    assert g == 64 and rows * max(abs((t6.astype(np.int64) - off) // g).max(), 1) <= 32767 and rows % 4 == 0
+    assert ak.narrow_lut(exact_table(False)) is None
+    assert ak.narrow_lut(np.random.default_rng(0).integers(0, 65536, (256, 256))) is None
+    with pytest.raises(ValueError, match="too wide"):
+        ak.PreparedGemm(np.zeros((3, 2), np.uint8), (exact_table(False).astype(np.uint16), False), "lookup",
+                        lookup_variant="narrow")
+
+
+@SETTINGS
+@given(L=st.integers(1, 60), N=st.integers(1, 40), seed=st.integers(0, 2**31))
+def test_greedy_chunks_respect_the_limit(L, N, seed):
+    rng = np.random.default_rng(seed)
+    c = rng.integers(0, 1000, (L, N))
+    lim = int(rng.integers(1000, 20000))
+    ch = ak._greedy_chunks(c, lim)
+    assert ch[0][0] == 0 and ch[-1][1] == L and all(a[1] == b[0] for a, b in zip(ch, ch[1:]))
+    assert all(c[a:b].sum(axis=0).max() <= lim for a, b in ch)
+    assert ak._greedy_chunks(c, 500) is None or c.max() <= 500
+
+
+def test_implicit_im2col_addresses_the_patches():
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (2, 3, 7, 6)).astype(np.uint8)
+    for (kh, kw), s, d, p in (((3, 2), (2, 1), (1, 2), (1, 2)), ((1, 1), (1, 1), (1, 1), (0, 0))):
+        xp = ak.pad_codes(x, p, 9)
+        Ho, Wo = ak.conv_output_size(7, 6, kh, kw, s, p, d)
+        xb, ko = ak.codes_layout_conv(*xp.shape, kh, kw, *s, *d, Ho, Wo)
+        assert np.array_equal(xp.reshape(-1)[xb[:, None] + ko[None, :]], ak.im2col(x, kh, kw, s, p, d, 9))
+
+
 # -- convolution -----------------------------------------------------------------------------
 @SETTINGS
 @given(kind=st.sampled_from(KINDS), signed=st.booleans(), B=st.integers(1, 2), C=st.integers(1, 4),
        H=st.integers(3, 9), W=st.integers(3, 9), O=st.integers(1, 5), k=st.integers(1, 3),
        stride=st.integers(1, 2), pad=st.integers(0, 2), dil=st.integers(1, 2), groups=st.sampled_from([1, 2]),
        pad_code=st.integers(0, 255), seed=st.integers(0, 2**31))
+# regression: the lookup kernel's direct conv output took its column count from the
+# placeholder matrix (N = 1), leaving every channel but the first unwritten
+@example(kind="exact", signed=False, B=1, C=1, H=3, W=3, O=2, k=1, stride=1, pad=0, dil=1, groups=1,
+         pad_code=0, seed=0)
 def test_conv_every_path_matches_reference(kind, signed, B, C, H, W, O, k, stride, pad, dil, groups, pad_code, seed):
     if C % groups or O % groups or H + 2 * pad < dil * (k - 1) + 1 or W + 2 * pad < dil * (k - 1) + 1:
         return
@@ -205,10 +286,10 @@ def test_conv_every_path_matches_reference(kind, signed, B, C, H, W, O, k, strid
     w = rng.integers(0, 256, (O, C // groups, k, k)).astype(np.uint8)
     m = (t, signed)
     ref = ak.lut_conv2d_reference(x, w, m, stride, pad, dil, groups, pad_code)
-    _, paths = paths_for(t, signed)
-    for path in paths:
-        got = ak.ax_conv2d(x, w, m, stride, pad, dil, groups, pad_code, path)
-        assert np.array_equal(got, ref), path
+    for path, kw in variants_for(t, signed):
+        got = ak.PreparedConv2d(w, m, stride, pad, dil, groups, path, **kw)(x, pad_code)
+        assert np.array_equal(got, ref), (path, kw)
+    assert np.array_equal(ak.ax_conv2d(x, w, m, stride, pad, dil, groups, pad_code), ref)
     # im2col + reference GEMM agrees with the direct convolution (groups=1 view)
     if groups == 1:
         A = ak.im2col(x, k, k, stride, pad, dil, pad_code)
@@ -241,9 +322,15 @@ def test_fused_epilogue_equals_integer_then_dequantize(kind, affine, per_channel
         zw4 = zw.reshape(1, 4, 1, 1)
         acc = acc - zw4 * rs[:, None] - za * wsum.reshape(1, 4, 1, 1) + 27 * za * zw4
     want = ak.dequantize_acc(np.moveaxis(acc, 1, -1), scale, bias)
-    for path in paths_for(t, signed)[1]:
-        got = ak.PreparedConv2d(w, m, 1, 1, 1, 1, path)(x, za, ep)
-        assert np.array_equal(np.moveaxis(got, 1, -1), want), path
+    for path, kw in variants_for(t, signed):
+        got = ak.PreparedConv2d(w, m, 1, 1, 1, 1, path, **kw)(x, za, ep)
+        assert np.array_equal(np.moveaxis(got, 1, -1), want), (path, kw)
+    # the GEMM view of the same layer (one image, P = Ho * Wo rows)
+    A = ak.im2col(x[:1], 3, 3, 1, 1, 1, za)
+    out = np.empty((1, 4, 30), np.float32)
+    for path, kw in variants_for(t, signed):
+        got = ak.PreparedGemm(w.reshape(4, -1).T, m, path, **kw)(A, ep, out=out)
+        assert np.array_equal(np.moveaxis(got.reshape(1, 4, 6, 5), 1, -1), want[:1]), (path, kw)
 
 
 # -- threads, errors -------------------------------------------------------------------------
@@ -258,16 +345,22 @@ def test_results_do_not_depend_on_thread_count(kind):
     w = rng.integers(0, 256, (40, 4, 3, 3)).astype(np.uint8)
     old = numba.get_num_threads()
     results = []
+    variants = variants_for(t, False)
     try:
         for nt in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
             numba.set_num_threads(nt)
-            r = [ak.PreparedGemm(B, m, p)(A) for p in paths_for(t, False)[1]]
-            r += [ak.ax_conv2d(x, w, m, 1, 1, path=p) for p in paths_for(t, False)[1]]
+            r = [ak.PreparedGemm(B, m, p, **kw)(A) for p, kw in variants]
+            r += [ak.PreparedConv2d(w, m, 1, 1, path=p, **kw)(x, 5) for p, kw in variants]
             results.append(r)
     finally:
         numba.set_num_threads(old)
     for a, b in zip(*results):
         assert np.array_equal(a, b)
+    # and every result is the reference's (40 output channels: several lookup column blocks)
+    ref_g = ak.lut_gemm_reference(A, B, m)
+    ref_c = ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, 5)
+    for got, (p, kw) in zip(results[0], variants + variants):
+        assert np.array_equal(got, ref_g if got.ndim == 2 else ref_c), (p, kw)
 
 
 def test_errors_name_the_problem():
