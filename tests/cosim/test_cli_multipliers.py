@@ -117,9 +117,15 @@ def test_import_missing_path_fails_cleanly(tmp_path):
 
 
 def test_demo_prints_pareto_fronts(tmp_path):
-    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--quiet"])
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--stages", "multipliers", "--quiet"])
     assert r.exit_code == 0, r.output
     assert "Pareto front" in r.stdout
     recs = json.loads((tmp_path / "demo" / "multipliers.json").read_text())
     assert len(recs) >= 30
     assert any((tmp_path / "demo" / "heatmaps").glob("*.png"))
+
+
+def test_demo_rejects_an_unknown_stage(tmp_path):
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--stages", "multipliers,nas"])
+    assert r.exit_code != 0 and "--stages" in r.output and "search" in r.output
+    assert not (tmp_path / "demo").exists()
