@@ -22,11 +22,7 @@ app = typer.Typer(
 COMMAND_MODULES = ["demo", "multipliers", "estimate", "flash", "simulate", "validate", "approximate", "search"]
 
 for _mod in COMMAND_MODULES:
-    try:
-        importlib.import_module(f"cosim.commands.{_mod}").register(app)
-    except ModuleNotFoundError as exc:  # a command module that has not landed yet
-        if exc.name != f"cosim.commands.{_mod}":
-            raise
+    importlib.import_module(f"cosim.commands.{_mod}").register(app)
 
 
 def main() -> None:
