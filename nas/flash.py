@@ -73,6 +73,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numba import njit
 
+from cosim.jsonutil import jsonable
 from mapping.hardware import HardwareConfig
 from mapping.layer import Layer
 from mapping.network import LayerArrays, Network
@@ -781,19 +782,6 @@ def sample_architectures(space: FlashSpace, n: int, seed: int = 0, holdout: int 
     return train, pick(rest, holdout)
 
 
-def jsonable(x):
-    """`x` with NaN / infinite floats replaced by None, tuples by lists, NumPy scalars by Python ones."""
-    if isinstance(x, dict):
-        return {k: jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
 
 
 def _cache_key(settings: dict) -> str:

@@ -52,6 +52,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from cosim.jsonutil import jsonable
 from traces.atomic import atomic_write
 
 __all__ = [
@@ -609,7 +610,7 @@ def run_xaigen(config: XaiGenConfig = XaiGenConfig(), *, progress: Progress | No
     samples_df["robust_drop"] = y_rob
     meta = {"zoo": zoo_name, "num_classes": num_classes, "input_shape": list(entry.input_shape),
             "dataset": cfg.dataset, "seed": cfg.seed}
-    return XaiGenResult(report=_jsonable(report), assignment=assignment_names, criticality=crit,
+    return XaiGenResult(report=jsonable(report), assignment=assignment_names, criticality=crit,
                         robust_criticality=rcrit, samples=samples_df, model=model, model_meta=meta)
 
 
@@ -618,19 +619,6 @@ def run_xaigen(config: XaiGenConfig = XaiGenConfig(), *, progress: Progress | No
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _jsonable(o):
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (float, np.floating)):
-        f = float(o)
-        return f if math.isfinite(f) else None
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return o
 
 
 

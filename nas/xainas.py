@@ -65,6 +65,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from cosim.jsonutil import jsonable
 from nas.space import Genome, SearchSpace
 from traces.atomic import atomic_write
 
@@ -607,22 +608,6 @@ def crowding_distance(F: np.ndarray) -> np.ndarray:
 
 _atomic_bytes = atomic_write  # one atomic writer for the project (traces.atomic)
 
-def jsonable(x: Any) -> Any:
-    """x with NumPy scalars and arrays, tuples and paths made JSON-ready; non-finite floats become None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    if isinstance(x, Path):
-        return str(x)
-    return x
 
 
 def _atomic_json(path: Path, data: Any) -> None:

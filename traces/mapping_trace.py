@@ -77,13 +77,11 @@ Bump `VERSION` on any incompatible change; readers reject other versions.
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
+from .sidecar import read_pair, write_pair
 
 SCHEMA = "cosim.mapping-trace"
 VERSION = 1
@@ -122,9 +120,6 @@ class MappingTraceError(ValueError):
     """A mapping trace that breaks the schema; the message names the file, field, index and value."""
 
 
-def _stem(path: str | Path) -> Path:
-    p = Path(path)
-    return p.with_suffix("") if p.suffix in (".json", ".npz") else p
 
 
 class MappingTrace:
@@ -275,36 +270,12 @@ class MappingTrace:
     # --- files ----------------------------------------------------------------------------
     def write(self, path: str | Path) -> tuple[Path, Path]:
         """Write NAME.json and NAME.npz atomically (suffix of `path` optional); returns both paths."""
-        stem = _stem(path)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        np.savez(buf, **{k: np.ascontiguousarray(v, dtype=np.int64) for k, v in self.arrays.items()})
-        npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-        atomic_write(npz, buf.getvalue())
-        atomic_write(js, (json.dumps(self.meta, indent=1) + "\n").encode("utf-8"))
-        return js, npz
+        return write_pair(path, self.meta, self.arrays)
 
     @classmethod
     def read(cls, path: str | Path) -> "MappingTrace":
         """Read and validate NAME.json + NAME.npz."""
-        stem = _stem(path)
-        js, npz = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".npz")
-        try:
-            meta = json.loads(js.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MappingTraceError(f"{js}: no such mapping-trace sidecar") from None
-        except json.JSONDecodeError as exc:
-            raise MappingTraceError(f"{js}: not valid JSON: {exc}") from None
-        if not isinstance(meta, dict):
-            raise MappingTraceError(f"{js}: expected a JSON object, got {type(meta).__name__}")
-        try:
-            with np.load(npz, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except FileNotFoundError:
-            raise MappingTraceError(f"{npz}: no such mapping-trace array file") from None
-        except (ValueError, OSError) as exc:
-            raise MappingTraceError(f"{npz}: not a readable .npz: {exc}") from None
-        created = meta.get("created_by", "?")
-        return cls(meta, arrays, source=str(js), created_by=created)
+        meta, arrays, js = read_pair(path, "mapping-trace", MappingTraceError)
+        return cls(meta, arrays, source=str(js), created_by=meta.get("created_by", "?"))
 
 

@@ -38,13 +38,11 @@ Bump `VERSION` on any incompatible change; readers reject other versions.
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
+from .sidecar import read_pair, write_pair
 
 SCHEMA = "cosim.utilization-trace"
 VERSION = 1
@@ -65,9 +63,6 @@ class UtilizationTraceError(ValueError):
     """A utilization trace that breaks the schema; names the file, the field and the value."""
 
 
-def _stem(path: str | Path) -> Path:
-    p = Path(path)
-    return p.with_suffix("") if p.suffix in (".json", ".npz") else p
 
 
 
@@ -199,32 +194,10 @@ class UtilizationTrace:
     # --- files ----------------------------------------------------------------------------
     def write(self, path: str | Path) -> tuple[Path, Path]:
         """Write NAME.json and NAME.npz atomically (suffix of `path` optional); returns both paths."""
-        stem = _stem(path)
-        buf = io.BytesIO()
-        np.savez(buf, **{k: np.ascontiguousarray(v, dtype=np.int64) for k, v in self.arrays.items()})
-        npz, js = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-        atomic_write(npz, buf.getvalue())
-        atomic_write(js, (json.dumps(self.meta, indent=1) + "\n").encode("utf-8"))
-        return js, npz
+        return write_pair(path, self.meta, self.arrays)
 
     @classmethod
     def read(cls, path: str | Path) -> "UtilizationTrace":
         """Read and validate NAME.json + NAME.npz."""
-        stem = _stem(path)
-        js, npz = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".npz")
-        try:
-            meta = json.loads(js.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UtilizationTraceError(f"{js}: no such utilization-trace sidecar") from None
-        except json.JSONDecodeError as exc:
-            raise UtilizationTraceError(f"{js}: not valid JSON: {exc}") from None
-        if not isinstance(meta, dict):
-            raise UtilizationTraceError(f"{js}: expected a JSON object, got {type(meta).__name__}")
-        try:
-            with np.load(npz, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except FileNotFoundError:
-            raise UtilizationTraceError(f"{npz}: no such utilization-trace array file") from None
-        except (ValueError, OSError) as exc:
-            raise UtilizationTraceError(f"{npz}: not a readable .npz: {exc}") from None
+        meta, arrays, js = read_pair(path, "utilization-trace", UtilizationTraceError)
         return cls(meta, arrays, source=str(js), created_by=meta.get("created_by", "?"))

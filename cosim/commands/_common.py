@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 from rich.console import Console
 
 from traces.atomic import atomic_write as atomic_write_bytes  # noqa: F401 (re-exported for the commands)
+
+from ..jsonutil import jsonable
 
 # Tables go to stdout; when stdout is not a terminal (pipes, CI logs) rich would wrap them at
 # 80 columns, so give them room.
@@ -20,21 +20,11 @@ console = Console(stderr=True, soft_wrap=True)
 out_console = Console() if sys.stdout.isatty() else Console(width=200)
 
 
-def _default(o: Any):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return None if not math.isfinite(float(o)) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 def print_json(data: Any) -> None:
     """Print `data` as JSON on stdout (the machine-readable twin of every table)."""
-    sys.stdout.write(json.dumps(data, indent=2, default=_default, allow_nan=False) + "\n")
+    sys.stdout.write(json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":

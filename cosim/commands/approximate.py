@@ -69,8 +69,6 @@ def approximate_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
     """Approximate a trained network layer by layer (XAI-Gen): SHAP-critical layers exact, the rest cheap."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from mapping.layer import MappingError
     from nas.data import DatasetError
     from nas.xaigen import XaiGenConfig, XaiGenError, run_xaigen, write_outputs
@@ -91,16 +89,7 @@ def approximate_cmd(
             max_evaluations=max_evaluations, threads=threads, xai=xai)
     except XaiGenError as exc:
         fail(str(exc))
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console, transient=True,
-                        disable=quiet)
-    tasks: dict[str, int] = {}
-
-    def step(stage: str, done: int, total, info: str) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total, info="")
-        progress.update(tasks[stage], completed=done, total=total, info=info)
-
+    progress, step = stage_progress(quiet)
     with progress:
         try:
             result = run_xaigen(cfg, progress=step)
@@ -114,6 +103,23 @@ def approximate_cmd(
         print_json(doc)
         return
     _print(doc)
+
+
+def stage_progress(quiet: bool, prefix: str = ""):
+    """A rich Progress with one bar per stage, and the `(stage, done, total, info)` callback that feeds it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn(prefix + "{task.description}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                        TextColumn("{task.fields[info]}"), console=console, transient=True, disable=quiet)
+    tasks: dict[str, int] = {}
+
+    def step(stage: str, done: int, total, info: str) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total, info="")
+        progress.update(tasks[stage], completed=done, total=total, info=info)
+
+    return progress, step
 
 
 def _pct(x) -> str:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from ._common import atomic_write_text, console, fail, out_console
 
@@ -56,18 +56,9 @@ def _stage_multipliers(out: Path, quiet: bool) -> str:
 def _stage_xaigen(out: Path, quiet: bool) -> str:
     from nas.xaigen import XaiGenConfig, run_xaigen, write_outputs
 
-    from .approximate import _print
+    from .approximate import _print, stage_progress
 
-    progress = Progress(TextColumn("XAI-Gen {task.description}"), BarColumn(),
-                        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                        TextColumn("{task.fields[info]}"), console=console, transient=True, disable=quiet)
-    tasks: dict[str, int] = {}
-
-    def step(stage: str, done: int, total, info: str) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total, info="")
-        progress.update(tasks[stage], completed=done, total=total, info=info)
-
+    progress, step = stage_progress(quiet, prefix="XAI-Gen ")
     with progress:
         result = run_xaigen(XaiGenConfig(), progress=step)
         files = write_outputs(result, out)
