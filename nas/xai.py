@@ -118,7 +118,8 @@ class CriticalityResult:
             keep = np.arange(min(1, len(self.feature_names)))
         shown = min(max_display, keep.size)
         shap.summary_plot(self.shap_values[:, keep], self.X.iloc[:, keep], feature_names=[self.feature_names[j] for j in keep],
-                          show=False, max_display=max_display, plot_size=(8.0, max(3.0, 0.35 * shown + 1.5)))
+                          show=False, max_display=max_display, plot_size=(8.0, max(3.0, 0.35 * shown + 1.5)),
+                          rng=np.random.default_rng(0))  # the beeswarm's jitter: seeded, and shap leaves the global RNG alone
         fig = plt.gcf()
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(self.scores.items())[:4])
         fig.suptitle(f"SHAP of the surrogate (holdout R² {self.r2_holdout:.2f}); layer scores: {top}", fontsize=9, y=1.02)
