@@ -210,6 +210,10 @@ def simulate_cmd(
         f"{tot['mac_energy_pj'] / 1e6:,.3f} µJ, full system {tot['total_energy_pj'] / 1e6:,.3f} µJ; pods busy "
         f"{100 * sum(ut['busy']) / max(cyc, 1):.1f}%, stalled {100 * sum(ut['stall']) / max(cyc, 1):.1f}%, idle "
         f"{100 * sum(ut['idle']) / max(cyc, 1):.1f}% ({run.memory_description()})")
+    out_console.print(
+        f"the table's stall column ({tot['stall_cycles']:,} cycles) is each layer's time beyond its slowest pod's "
+        "compute: DRAM stalls, K-split reductions and vector (pool / add) layers; pods count only DRAM stalls as "
+        "'stalled' and the rest as idle")
     out_console.print(f"wrote {len(files)} files to {out} (open trace.json in https://ui.perfetto.dev)")
 
 
