@@ -15,7 +15,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -38,6 +37,7 @@ from rtl_models.costs import (  # noqa: E402
 )
 from rtl_models.evoapprox import import_path  # noqa: E402
 from rtl_models.simulate import simulate  # noqa: E402
+from traces.atomic import atomic_savefig  # noqa: E402
 
 RESULT_NAME = "cost_model_vs_evoapprox"
 METRICS = ("area_um2", "power_mw", "delay_ns")
@@ -304,16 +304,7 @@ def _write_png(rows: list[dict], summary: dict, path: Path) -> None:
     n_pos = sum(1 for r in rows if r["published"]["power_mw"] > 0)
     fig.suptitle(f"cost model vs EvoApprox published PDK45 figures ({n_pos} circuits with non-zero figures)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_savefig(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:

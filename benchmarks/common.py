@@ -7,9 +7,10 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from traces.atomic import atomic_write
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -47,9 +48,5 @@ def write_result(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     payload = {"benchmark": name, "machine": machine_info(), **data}
-    fd, tmp = tempfile.mkstemp(dir=RESULTS, prefix=f".{name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
     return path

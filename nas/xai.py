@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -109,6 +107,8 @@ class CriticalityResult:
         import matplotlib.pyplot as plt
         import shap
 
+        from traces.atomic import atomic_savefig
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         plt.close("all")
@@ -123,17 +123,7 @@ class CriticalityResult:
         fig = plt.gcf()
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(self.scores.items())[:4])
         fig.suptitle(f"SHAP of the surrogate (holdout R² {self.r2_holdout:.2f}); layer scores: {top}", fontsize=9, y=1.02)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        finally:
-            plt.close(fig)
+        atomic_savefig(fig, path, dpi=110, bbox_inches="tight")
         return path
 
     def to_dict(self) -> dict:

@@ -57,7 +57,6 @@ import json
 import math
 import os
 import pickle
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -67,7 +66,7 @@ import numpy as np
 
 from cosim.jsonutil import jsonable
 from nas.space import Genome, SearchSpace
-from traces.atomic import atomic_write
+from traces.atomic import atomic_savefig, atomic_write
 
 __all__ = [
     "OBJECTIVES",
@@ -1310,18 +1309,7 @@ class XaiNasSearch:
 
     @staticmethod
     def _save_fig(fig, path: Path) -> str:
-        import matplotlib.pyplot as plt
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=100)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            plt.close(fig)
+        atomic_savefig(fig, path, dpi=100)
         return str(path)
 
     def summary_markdown(self, rows: list[dict], engine_status: str, files: Mapping[str, str]) -> str:

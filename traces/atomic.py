@@ -33,3 +33,19 @@ def atomic_write(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """`atomic_write` of UTF-8 text."""
     atomic_write(path, text.encode("utf-8"))
+
+
+def atomic_savefig(fig, path: str | Path, **savefig_kw) -> Path:
+    """Render a matplotlib figure (format from the suffix, PNG by default) and write it atomically; closes it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=path.suffix.lstrip(".") or "png", **savefig_kw)
+    finally:
+        plt.close(fig)
+    atomic_write(path, buf.getvalue())
+    return path

@@ -8,12 +8,11 @@ Uses matplotlib's Agg backend (no display needed) and writes the file atomically
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
+from .atomic import atomic_savefig
 from .utilization import UtilizationTrace
 
 COLORS = {"busy": "#2ca02c", "stall": "#d62728", "idle": "#d9d9d9"}
@@ -69,9 +68,5 @@ def plot_timeline(util: UtilizationTrace, path: str | Path, *, title: str | None
     ax.set_title(title or f"{m['network']} on {m['hardware']} ({m['dataflow'].upper()}, {m['timing']} timing)",
                  fontsize=9, loc="left")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    path = Path(path)
-    atomic_write(path, buf.getvalue())
+    path = atomic_savefig(fig, path)
     return path

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
-from traces.atomic import atomic_write as atomic_write_bytes  # noqa: F401 (re-exported for the commands)
+from traces.atomic import atomic_write_text  # noqa: F401 (re-exported for the commands)
 
 from ..jsonutil import jsonable
 
@@ -18,8 +17,6 @@ from ..jsonutil import jsonable
 # 80 columns, so give them room.
 console = Console(stderr=True, soft_wrap=True)
 out_console = Console() if sys.stdout.isatty() else Console(width=200)
-
-
 
 
 def print_json(data: Any) -> None:
@@ -31,10 +28,3 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
     """Print an error on stderr and exit with `code`."""
     console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
-
-
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to `path` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ._common import atomic_write_bytes, atomic_write_text, console, fail, out_console, print_json
+from ._common import atomic_write_text, console, fail, out_console, print_json
 
 app = typer.Typer(no_args_is_help=True, help="List, characterize, import and export 8x8 multipliers.")
 
@@ -89,8 +89,6 @@ def list_cmd(
 
 def error_heatmap_png(mult, path: Path) -> None:
     """Write a heat map of (approximate - exact) over all operand pairs."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,6 +96,7 @@ def error_heatmap_png(mult, path: Path) -> None:
     import numpy as np
 
     from rtl_models.metrics import exact_table
+    from traces.atomic import atomic_savefig
 
     err = mult.table.astype(np.int64) - exact_table(mult.signed)
     if mult.signed:  # show operands in value order -128..127
@@ -116,10 +115,7 @@ def error_heatmap_png(mult, path: Path) -> None:
     ax.set_title(f"{mult.name}: error (approx - exact)\nMRE {m.mre_pct:.2f}%  WCE {m.wce}  EP {m.ep_pct:.1f}%", fontsize=9)
     fig.colorbar(im, ax=ax, label="error")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_savefig(fig, path)
 
 
 @app.command("show")

@@ -125,6 +125,15 @@ def test_demo_prints_pareto_fronts(tmp_path):
     assert any((tmp_path / "demo" / "heatmaps").glob("*.png"))
 
 
+def test_demo_json_is_the_same_data(tmp_path):
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--stages", "multipliers", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    front = doc["stages"]["multipliers"]["pareto_power_vs_mre"]
+    assert doc["stages"]["multipliers"]["designs"] >= 30 and front["unsigned"] and front["signed"]
+    assert any(m["mre_pct"] == 0 for m in front["unsigned"])  # the exact design ends every front
+
+
 def test_demo_rejects_an_unknown_stage(tmp_path):
     r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--stages", "multipliers,nas"])
     assert r.exit_code != 0 and "--stages" in r.output and "search" in r.output
