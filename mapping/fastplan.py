@@ -230,6 +230,8 @@ def plan_kernel(groups, m, n, k, uniq, vec, vec_ops, in_elems, out_elems, cand_k
             cur_util = 0.0
             nwork = 0
             ksplit = cand_kind[s] == C_K
+            # pods of an even split mostly get the same tile: cost a tile once and reuse it (_pod is pure)
+            prev_ge, prev_me, prev_ne, prev_ke, prev_keep, uf = -1, -1, -1, -1, False, 0.0
             for p in range(P):
                 _ranges(cand_kind[s], cand_pr[s], cand_pc[s], G, M, N, K, P, gM, gN, gK, p, rng)
                 for j in range(8):
@@ -239,8 +241,10 @@ def plan_kernel(groups, m, n, k, uniq, vec, vec_ops, in_elems, out_elems, cand_k
                 if working:
                     nwork += 1
                 keep = ksplit and working and nwork > 1
-                uf = _pod(ge, me, ne, ke, uniq[li], mk, R, C, df, quirk, half_i, half_f, half_o, cap_i, cap_f, cap_o,
-                          wb, pb, keep, res)
+                if (ge != prev_ge or me != prev_me or ne != prev_ne or ke != prev_ke or keep != prev_keep):
+                    uf = _pod(ge, me, ne, ke, uniq[li], mk, R, C, df, quirk, half_i, half_f, half_o, cap_i, cap_f,
+                              cap_o, wb, pb, keep, res)
+                    prev_ge, prev_me, prev_ne, prev_ke, prev_keep = ge, me, ne, ke, keep
                 cur_util += uf
                 cur[T_FOLDS] += res[P_FOLDS]
                 cur[T_IRD] += res[P_IRD]
