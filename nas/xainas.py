@@ -66,6 +66,7 @@ import numpy as np
 
 from cosim.jsonutil import jsonable
 from nas.space import Genome, SearchSpace
+from rtl_models.library import pareto_front
 from traces.atomic import atomic_savefig, atomic_write
 
 __all__ = [
@@ -561,15 +562,8 @@ def position_features(space: SearchSpace, genomes: Sequence[Genome], library: Ma
 # Hypervolume and fronts
 # ----------------------------------------------------------------------------------------------------------------
 
-def non_dominated(F: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated rows of F (minimization), in row order; duplicates all kept."""
-    F = np.asarray(F, dtype=float)
-    keep = []
-    for i in range(len(F)):
-        dom = np.all(F <= F[i], axis=1) & np.any(F < F[i], axis=1)
-        if not dom.any():
-            keep.append(i)
-    return np.asarray(keep, dtype=np.int64)
+# Indices of the non-dominated rows of F (minimization), in row order; duplicates all kept.
+non_dominated = pareto_front
 
 
 def hypervolume(F_norm: np.ndarray, ref: float = 1.1) -> float:
