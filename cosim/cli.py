@@ -1,8 +1,10 @@
-"""The `cosim` command line: one program, one subcommand per job.
+"""The simulation half of the `cosim` command line: one subcommand per job.
 
-Each module in `cosim.commands` exposes `register(app)`, which adds its commands to the
-shared Typer app. Commands that print a table also take `--json`; long work shows progress
-unless `--quiet`.
+Each module in `cosim.commands` exposes `register(app)`, which adds its commands to a Typer app.
+The full program (with the search commands of `nas.commands`, which sit above `cosim` in the
+package graph) is assembled in `nas.cli`, the console script's entry point; `app` here holds
+only the simulation commands. Commands that print a table also take `--json`; long work shows
+progress unless `--quiet`.
 """
 
 from __future__ import annotations
@@ -11,24 +13,22 @@ import importlib
 
 import typer
 
-app = typer.Typer(
-    name="cosim",
-    no_args_is_help=True,
-    add_completion=False,
-    help="Cycle-level co-simulation of approximate DNNs on multi-pod systolic arrays, and explainable NAS.",
-)
+HELP = "Cycle-level co-simulation of approximate DNNs on multi-pod systolic arrays, and explainable NAS."
 
 # Command modules, in the order they appear in --help.
-COMMAND_MODULES = ["demo", "multipliers", "estimate", "flash", "simulate", "validate", "approximate", "search"]
-
-for _mod in COMMAND_MODULES:
-    importlib.import_module(f"cosim.commands.{_mod}").register(app)
+COMMAND_MODULES = ["multipliers", "estimate", "simulate", "validate"]
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def new_app() -> typer.Typer:
+    """An empty `cosim` Typer app."""
+    return typer.Typer(name="cosim", no_args_is_help=True, add_completion=False, help=HELP)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def register_commands(app: typer.Typer) -> None:
+    """Add the simulation commands (`COMMAND_MODULES`) to `app`."""
+    for mod in COMMAND_MODULES:
+        importlib.import_module(f"cosim.commands.{mod}").register(app)
+
+
+app = new_app()
+register_commands(app)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
-from cosim.cli import app
+from nas.cli import app
 from rtl_models.designs import load_all
 from rtl_models.simulate import simulate
 from rtl_models.verilog import read_verilog

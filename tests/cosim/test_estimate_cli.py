@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 from typer.testing import CliRunner
 
-from cosim.cli import app
+from nas.cli import app
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cosim.cli import app
+from nas.cli import app
 from cosim.scalesim_bridge import scalesim_available
 from traces.utilization import UtilizationTrace
 

@@ -315,7 +315,7 @@ def test_predictor_samples_are_cached(tmp_path):
 def test_cli_flash_json_and_table(tmp_path):
     from typer.testing import CliRunner
 
-    from cosim.cli import app
+    from nas.cli import app
 
     args = ["flash", "--dataset", "digits", "--samples", "3", "--holdout", "1", "--epochs", "1", "--width", "2:6",
             "--depth", "1:3", "--skip", "0:4", "--latency-max", "0.02", "--energy-max", "8", "--cache", str(tmp_path),

@@ -107,7 +107,7 @@ def test_cli_from_saved_model_reproduces_the_run(run, tmp_path):
     """Same weights (loaded, not trained), same seed and settings: the same assignment and figures."""
     from typer.testing import CliRunner
 
-    from cosim.cli import app
+    from nas.cli import app
 
     res, _, out, _ = run
     args = ["approximate", "--model", str(out / "model.pt"), "--dataset", "digits", "--samples", "16",

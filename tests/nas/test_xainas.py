@@ -322,7 +322,7 @@ def test_pin_repair_maps_children_into_the_allowed_set():
 def test_cli_search(tmp_path):
     from typer.testing import CliRunner
 
-    from cosim.cli import app
+    from nas.cli import app
 
     r = CliRunner().invoke(app, ["search", "--help"])
     assert r.exit_code == 0 and all(o in r.output for o in ("--resume", "--dask-scheduler", "--no-xai", "--seed"))

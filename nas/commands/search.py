@@ -23,7 +23,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ._common import console, fail, out_console, print_json
+from cosim.commands._common import console, fail, out_console, print_json
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 from rich.progress import Progress
 
-from ._common import atomic_write_text, console, fail, out_console, print_json
+from cosim.commands._common import atomic_write_text, console, fail, out_console, print_json
 
 STAGES = ("multipliers", "xaigen", "search")
 
@@ -33,7 +33,7 @@ def _stage_multipliers(out: Path, quiet: bool, show: bool) -> tuple[str, dict]:
     from rtl_models.designs import load_all
     from rtl_models.library import MultiplierLibrary, characterize_builtins
 
-    from .multipliers import error_heatmap_png, multiplier_table
+    from cosim.commands.multipliers import error_heatmap_png, multiplier_table
 
     t0 = time.perf_counter()
     with Progress(console=console, transient=True, disable=quiet) as prog:
