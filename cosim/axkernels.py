@@ -21,9 +21,10 @@ Fast paths, each bit-exact against the reference (tests/cosim/test_axkernels.py)
   and a convolution as one torch direct convolution over r factor planes of the padded ifmap
   (no patch matrix; im2col + BLAS when torch is missing).
 - ``lookup``: a lookup kernel over per-layer precomputed weight rows G[k, a, :] = T[a, B[k, :]]
-  (the weights are fixed, so this is built once per layer): each (m, k) adds one contiguous
-  row of 8 or 16 columns with explicit AVX2 vector adds, four 8 KiB tables at a time so they
-  stay in L1, codes read in place from the padded ifmap (implicit im2col). Tables that are an
+  (the weights are fixed, so this is built once per layer, on 64-byte boundaries): each (m, k)
+  adds one contiguous row of 8 or 16 columns with explicit AVX2 vector adds, eight tables at a
+  time whose eight codes are consecutive bytes read by one 64-bit load (a GEMM's rows, or a
+  kernel row of an NHWC copy of the padded ifmap read in place: implicit im2col). Tables that are an
   offset plus a multiple of a short integer range (truncation and broken-array designs drop
   low partial products, so theirs are multiples of 2^t) are summed in int16 lanes (`narrow_lut`).
 
@@ -945,11 +946,30 @@ def _make_rowadds(lanes: int):
     def add4(typingctx, acc, aoff, g, o0, o1, o2, o3):
         if _rowadd_ok(acc, g, (aoff, o0, o1, o2, o3)):
             return types.void(acc, aoff, g, o0, o1, o2, o3), _rowadd_codegen(lanes)
-    return add1, add4
+
+    @intrinsic
+    def add8(typingctx, acc, aoff, g, o0, o1, o2, o3, o4, o5, o6, o7):
+        if _rowadd_ok(acc, g, (aoff, o0, o1, o2, o3, o4, o5, o6, o7)):
+            return types.void(acc, aoff, g, o0, o1, o2, o3, o4, o5, o6, o7), _rowadd_codegen(lanes)
+    return add1, add4, add8
 
 
-_add1_8, _add4_8 = _make_rowadds(8)
-_add1_16, _add4_16 = _make_rowadds(16)
+_add1_8, _add4_8, _add8_8 = _make_rowadds(8)
+_add1_16, _add4_16, _add8_16 = _make_rowadds(16)
+
+
+@intrinsic
+def _load64(typingctx, ary, off):
+    """The eight codes ary[off : off + 8] as one little-endian uint64 (one unaligned load)."""
+    if not (isinstance(ary, types.Array) and ary.ndim == 1 and ary.dtype == types.uint8
+            and isinstance(off, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, value=args[0]).data
+        ptr = builder.bitcast(builder.gep(data, [args[1]]), llvm_ir.IntType(64).as_pointer())
+        return builder.load(ptr, align=1)
+    return types.uint64(ary, off), codegen
 
 
 @intrinsic
@@ -991,37 +1011,96 @@ def _build_rows(B, T, nb, out):
 
 
 @njit(cache=True)
-def _rows4_16(src, xbs, c0, c1, c2, c3, G, t0, acc, pf, pf_last, pfs):
-    """acc[16 m : 16 m + 16] += the four table rows of codes src[xbs[m] + c_i], for every m;
-    prefetches one line of the next tables per m (returns the next prefetch offset)."""
-    row = uint64(256 * 16)
-    t1 = t0 + row
-    t2 = t1 + row
-    t3 = t2 + row
-    s4 = uint64(4)
+def _aligned_zeros(n, dtype):
+    """n zeros of `dtype`, starting on a 64-byte boundary (the kernels' vector rows never
+    straddle a cache line)."""
+    buf = np.zeros(n + 64, dtype)
+    s = ((64 - buf.ctypes.data % 64) % 64) // buf.itemsize
+    return buf[s:s + n]
+
+
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """np.empty on a 64-byte boundary (numpy only guarantees 16): table rows of 16 int16 are
+    32 bytes, and a row split over two cache lines costs two loads."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64))
+    buf = np.empty(n * dtype.itemsize + 64, np.uint8)
+    s = (-buf.ctypes.data) % 64
+    return buf[s:s + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
+# Row adds of one group of codes for every row m of a block. A group is 8 or 4 codes at
+# consecutive addresses (one unaligned 64-bit load, unpacked by shifts: the byte loads were
+# the kernel's bottleneck) whose tables are consecutive in G; a single code is read alone.
+# Each m adds its group's rows into acc[nb m : nb m + nb]. While it runs, the lines
+# [pf, pf_end) of G (the next group's tables) are prefetched, one per m.
+@njit(cache=True)
+def _rows8_16(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
+    r = uint64(256 * 16)
+    f = uint64(255)
+    s = uint64(4)
+    t1, t2, t3 = t0 + r, t0 + uint64(2) * r, t0 + uint64(3) * r
+    t4, t5, t6, t7 = t0 + uint64(4) * r, t0 + uint64(5) * r, t0 + uint64(6) * r, t0 + uint64(7) * r
     for mm in range(uint64(xbs.shape[0])):
-        _prefetch(G, min(pf, pf_last))
-        pf += pfs
-        xb = uint64(xbs[mm])
-        _add4_16(acc, mm << s4, G, t0 + (uint64(src[xb + c0]) << s4), t1 + (uint64(src[xb + c1]) << s4),
-                 t2 + (uint64(src[xb + c2]) << s4), t3 + (uint64(src[xb + c3]) << s4))
+        if pf < pf_end:
+            _prefetch(G, pf)
+            pf += pfs
+        w = _load64(src, uint64(xbs[mm]) + c0)
+        _add8_16(acc, mm << s, G, t0 + ((w & f) << s), t1 + (((w >> uint64(8)) & f) << s),
+                 t2 + (((w >> uint64(16)) & f) << s), t3 + (((w >> uint64(24)) & f) << s),
+                 t4 + (((w >> uint64(32)) & f) << s), t5 + (((w >> uint64(40)) & f) << s),
+                 t6 + (((w >> uint64(48)) & f) << s), t7 + ((w >> uint64(56)) << s))
     return pf
 
 
 @njit(cache=True)
-def _rows4_8(src, xbs, c0, c1, c2, c3, G, t0, acc, pf, pf_last, pfs):
-    """`_rows4_16` for 8-column blocks."""
-    row = uint64(256 * 8)
-    t1 = t0 + row
-    t2 = t1 + row
-    t3 = t2 + row
-    s3 = uint64(3)
+def _rows8_8(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
+    r = uint64(256 * 8)
+    f = uint64(255)
+    s = uint64(3)
+    t1, t2, t3 = t0 + r, t0 + uint64(2) * r, t0 + uint64(3) * r
+    t4, t5, t6, t7 = t0 + uint64(4) * r, t0 + uint64(5) * r, t0 + uint64(6) * r, t0 + uint64(7) * r
     for mm in range(uint64(xbs.shape[0])):
-        _prefetch(G, min(pf, pf_last))
-        pf += pfs
-        xb = uint64(xbs[mm])
-        _add4_8(acc, mm << s3, G, t0 + (uint64(src[xb + c0]) << s3), t1 + (uint64(src[xb + c1]) << s3),
-                t2 + (uint64(src[xb + c2]) << s3), t3 + (uint64(src[xb + c3]) << s3))
+        if pf < pf_end:
+            _prefetch(G, pf)
+            pf += pfs
+        w = _load64(src, uint64(xbs[mm]) + c0)
+        _add8_8(acc, mm << s, G, t0 + ((w & f) << s), t1 + (((w >> uint64(8)) & f) << s),
+                t2 + (((w >> uint64(16)) & f) << s), t3 + (((w >> uint64(24)) & f) << s),
+                t4 + (((w >> uint64(32)) & f) << s), t5 + (((w >> uint64(40)) & f) << s),
+                t6 + (((w >> uint64(48)) & f) << s), t7 + ((w >> uint64(56)) << s))
+    return pf
+
+
+@njit(cache=True)
+def _rows4_16(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
+    r = uint64(256 * 16)
+    f = uint64(255)
+    s = uint64(4)
+    t1, t2, t3 = t0 + r, t0 + uint64(2) * r, t0 + uint64(3) * r
+    for mm in range(uint64(xbs.shape[0])):
+        if pf < pf_end:
+            _prefetch(G, pf)
+            pf += pfs
+        w = _load64(src, uint64(xbs[mm]) + c0)
+        _add4_16(acc, mm << s, G, t0 + ((w & f) << s), t1 + (((w >> uint64(8)) & f) << s),
+                 t2 + (((w >> uint64(16)) & f) << s), t3 + (((w >> uint64(24)) & f) << s))
+    return pf
+
+
+@njit(cache=True)
+def _rows4_8(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
+    r = uint64(256 * 8)
+    f = uint64(255)
+    s = uint64(3)
+    t1, t2, t3 = t0 + r, t0 + uint64(2) * r, t0 + uint64(3) * r
+    for mm in range(uint64(xbs.shape[0])):
+        if pf < pf_end:
+            _prefetch(G, pf)
+            pf += pfs
+        w = _load64(src, uint64(xbs[mm]) + c0)
+        _add4_8(acc, mm << s, G, t0 + ((w & f) << s), t1 + (((w >> uint64(8)) & f) << s),
+                t2 + (((w >> uint64(16)) & f) << s), t3 + (((w >> uint64(24)) & f) << s))
     return pf
 
 
@@ -1036,28 +1115,53 @@ def _rows1(src, xbs, c0, G, t0, acc, nb):
             _add1_16(acc, mm << uint64(4), G, t0 + (uint64(src[uint64(xbs[mm]) + c0]) << uint64(4)))
 
 
+@njit(cache=True)
+def _rows(src, xbs, c0, n, nb, G, t0, acc):
+    """One group of n (8, 4 or 1) codes for every m of the block (see above)."""
+    pfs = uint64(64 // G.itemsize)  # elements per cache line
+    row = uint64(256 * nb)
+    pf = t0 + uint64(n) * row
+    pf_end = min(pf + uint64(8) * row, uint64(G.size))
+    if n == 8:
+        if nb == 8:
+            _rows8_8(src, xbs, c0, G, t0, acc, pf, pf_end, pfs)
+        else:
+            _rows8_16(src, xbs, c0, G, t0, acc, pf, pf_end, pfs)
+    elif n == 4:
+        if nb == 8:
+            _rows4_8(src, xbs, c0, G, t0, acc, pf, pf_end, pfs)
+        else:
+            _rows4_16(src, xbs, c0, G, t0, acc, pf, pf_end, pfs)
+    else:
+        _rows1(src, xbs, c0, G, t0, acc, nb)
+
+
 @njit(parallel=True, cache=True)
-def _lut_gemm(src, xbase, koff, G, nb, nblk, mb, L, k_lo, k_hi, tout, out, emit):
-    """out[m, q*nb + j] = sum_{k_lo <= k < k_hi} G[q, k, src[xbase[m] + koff[k]], j] (int32);
-    out[q*nb + j, m] when tout (the transposed layout a convolution's (B, N, P) output wants).
+def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emit):
+    """out[m, q*nb + j] = sum over the rows k of groups g_lo..g_hi-1 of G[q, k, code(m, k), j]
+    (int32); out[q*nb + j, m] when tout (the transposed layout a convolution's (B, N, P)
+    output wants).
 
     emit = (mode, out3, row0, gm, ck, rowsum, zw, cterm, scale, bias): mode 0 fills `out`;
     modes 1 and 2 skip it and write a convolution's output directly, the accumulator of flat
     row row0 + m at out3[b, n, p] (b, p = divmod(row0 + m, P)): mode 1 the int64 value
     gm * acc + ck (= `_emit_int`), mode 2 the dequantized float32 of `_emit_float`.
 
-    The code of (m, k) is src[xbase[m] + koff[k]]: a GEMM's row-major codes (xbase = m*K,
-    koff = k) or a padded ifmap read in place (implicit im2col). G holds one row of nb (8 or
-    16) table values per (column block q, k, code a): the weights are fixed, so each (m, k)
-    adds a contiguous row. Loop order: four k (four 256-row tables, L1-sized) outside, a
-    block of m inside, so the tables stay hot while codes and accumulators stream; the next
-    four tables are prefetched meanwhile (they are read at random, so the hardware
-    prefetcher would not). L > 0 (int16 G): rows are summed in int16 lanes, exact because
-    L * max|G| <= 32767, and widened into int32 every L rows (twice the lanes per
-    instruction). L == 0: rows are widened as they are added. The caller bounds
-    (k_hi - k_lo) * max|G| < 2^31.
+    Codes: groups[g] = (offset, first row, n): the n codes of group g for row m are the bytes
+    src[xbase[m] + offset + i] (i < n), and their tables are G rows first row + i (a GEMM's
+    row-major codes, its codes regrouped per eight k, or a padded NHWC ifmap read in place:
+    implicit im2col; see `lookup_layout_gemm`, `lookup_layout_conv`). src carries 8 readable
+    bytes past its last code (a group of 4 loads 8). G holds one row of nb (8 or 16) table
+    values per (column block q, k, code a): the weights are fixed, so each (m, k) adds a
+    contiguous row. Loop order: one group (up to eight 256-row tables) outside, a block of m
+    inside, so the tables stay hot while codes and accumulators stream; the next group's
+    tables are prefetched meanwhile (they are read at random, so the hardware prefetcher
+    would not). L > 0 (int16 G): rows are summed in int16 lanes, exact because
+    L * max|G| <= 32767, and widened into int32 before more than L rows have been added
+    (twice the lanes per instruction). L == 0: rows are widened as they are added. The caller
+    bounds the group range's row count times max|G| below 2^31.
     """
-    K = koff.shape[0]
+    K = G.size // (nblk * 256 * nb)
     M = xbase.shape[0]
     # modes 1 and 2 get a placeholder `out`: the column count is the output's channel count
     if emit[0] == 0:
@@ -1067,84 +1171,72 @@ def _lut_gemm(src, xbase, koff, G, nb, nblk, mb, L, k_lo, k_hi, tout, out, emit)
     nmb = (M + mb - 1) // mb
     row = uint64(256 * nb)
     narrow = L > 0
-    span = max(1, L if narrow else k_hi - k_lo)
-    pfs = uint64(64 // G.itemsize)  # elements per cache line
-    pf_last = uint64(G.size - 1)
     for task in prange(nblk * nmb):
         q = task // nmb
         m0 = (task % nmb) * mb
         ml = min(M, m0 + mb) - m0
         xbs = xbase[m0:m0 + ml]
-        acc = np.zeros(ml * nb, np.int32)
-        a16 = np.zeros(ml * nb if narrow else 8, np.int16)
-        for kc in range(k_lo, k_hi, span):
-            kc1 = min(k_hi, kc + span)
-            k = kc
-            while k + 4 <= kc1:
-                t0 = uint64(q * K + k) * row
-                c0 = uint64(koff[k])
-                c1 = uint64(koff[k + 1])
-                c2 = uint64(koff[k + 2])
-                c3 = uint64(koff[k + 3])
-                pf = t0 + uint64(4) * row
-                # one specialised loop per (block width, accumulator type): no branches inside
-                if nb == 8:
-                    if narrow:
-                        _rows4_8(src, xbs, c0, c1, c2, c3, G, t0, a16, pf, pf_last, pfs)
-                    else:
-                        _rows4_8(src, xbs, c0, c1, c2, c3, G, t0, acc, pf, pf_last, pfs)
-                else:
-                    if narrow:
-                        _rows4_16(src, xbs, c0, c1, c2, c3, G, t0, a16, pf, pf_last, pfs)
-                    else:
-                        _rows4_16(src, xbs, c0, c1, c2, c3, G, t0, acc, pf, pf_last, pfs)
-                k += 4
-            while k < kc1:
-                if narrow:
-                    _rows1(src, xbs, uint64(koff[k]), G, uint64(q * K + k) * row, a16, nb)
-                else:
-                    _rows1(src, xbs, uint64(koff[k]), G, uint64(q * K + k) * row, acc, nb)
-                k += 1
-            if narrow:
+        acc = _aligned_zeros(ml * nb, np.int32)
+        a16 = _aligned_zeros(ml * nb if narrow else 16, np.int16)
+        used = 0
+        for g in range(g_lo, g_hi):
+            n = groups[g, 2]
+            if narrow and used + n > L:
                 i = uint64(0)
                 while i < uint64(ml * nb):
                     _add1_8(acc, i, a16, i)
                     i += uint64(8)
                 a16[:] = 0
+                used = 0
+            t0 = uint64(q * K + groups[g, 1]) * row
+            if narrow:
+                _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, a16)
+            else:
+                _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, acc)
+            used += n
+        if narrow:
+            i = uint64(0)
+            while i < uint64(ml * nb):
+                _add1_8(acc, i, a16, i)
+                i += uint64(8)
         nw = min(nb, N - q * nb)
         mode = emit[0]
-        if mode == 0 and tout:
-            for j in range(nw):
-                orow = out[q * nb + j, m0:m0 + ml]
-                for mm in range(ml):
-                    orow[mm] = acc[mm * nb + j]
-        elif mode == 0:
+        if mode == 0 and not tout:
             for mm in range(ml):
                 for j in range(nw):
                     out[m0 + mm, q * nb + j] = acc[mm * nb + j]
-        else:
-            o3 = emit[1]
-            P = o3.shape[2]
-            gm = emit[3]
-            rowsum = emit[5]
+            continue
+        # column-wise outputs: transposed in tiles of 64 rows (4 KiB of accumulators, L1-hot
+        # across the nb columns) rather than a stride-nb pass over the whole block per column
+        for c0 in range(0, ml, 64):
+            c1 = min(ml, c0 + 64)
             for j in range(nw):
                 n = q * nb + j
-                b = (emit[2] + m0) // P
-                p = emit[2] + m0 - b * P
+                if mode == 0:
+                    orow = out[n, m0:m0 + ml]
+                    for mm in range(c0, c1):
+                        orow[mm] = acc[mm * nb + j]
+                    continue
+                o3 = emit[1]
+                P = o3.shape[2]
+                gm = emit[3]
+                b = (emit[2] + m0 + c0) // P
+                p = emit[2] + m0 + c0 - b * P
                 if mode == 1:
                     ck = emit[4]
-                    for mm in range(ml):
+                    for mm in range(c0, c1):
                         o3[b, n, p] = np.int64(acc[mm * nb + j]) * gm + ck
                         p += 1
                         if p == P:
                             p = 0
                             b += 1
                 else:
+                    rowsum = emit[5]
                     sb = emit[4] + emit[7][n]
                     z = emit[6][n]
                     sc = emit[8][n]
                     bi = emit[9][n]
-                    for mm in range(ml):
+                    for mm in range(c0, c1):
                         iv = np.int64(acc[mm * nb + j]) * gm + sb - z * rowsum[m0 + mm]
                         o3[b, n, p] = np.float32(np.float64(iv) * sc + bi)
                         p += 1
@@ -1175,28 +1267,80 @@ def narrow_lut(table: np.ndarray):
     return lo + g * mid, g, rows
 
 
-def codes_layout_gemm(M: int, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """(xbase, koff) addressing a row-major (M, K) code matrix: code (m, k) at m*K + k."""
-    return np.arange(M, dtype=np.int64) * K, np.arange(K, dtype=np.int64)
+def _runs_to_groups(runs) -> np.ndarray:
+    """Runs (offset, first row, length) of codes at consecutive addresses whose tables are
+    consecutive rows -> the lookup kernel's groups (offset, first row, n) of n = 8, 4 or 1."""
+    out = []
+    for off, r0, n in runs:
+        i = 0
+        while n - i >= 8:
+            out.append((off + i, r0 + i, 8))
+            i += 8
+        if n - i >= 4:
+            out.append((off + i, r0 + i, 4))
+            i += 4
+        for j in range(i, n):
+            out.append((off + j, r0 + j, 1))
+    return np.array(out, np.int64).reshape(-1, 3)
 
 
-def codes_layout_gemm4(M: int, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """(xbase, koff) for codes regrouped as (K/4, M, 4): code (m, k) at (k//4)*4M + 4m + k%4."""
-    k = np.arange(K, dtype=np.int64)
-    return np.arange(M, dtype=np.int64) * 4, (k // 4) * (4 * M) + k % 4
+def lookup_layout_gemm(M: int, K: int, interleaved: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(xbase, groups) of an (M, K) code matrix for `_lut_gemm`: row-major (code (m, k) at
+    m*K + k), or, when `interleaved` (K % 8 == 0), regrouped per eight k as (K/8, M, 8) (code
+    (m, k) at (k//8)*8M + 8m + k%8), where each group of eight reads one sequential stream."""
+    if interleaved:
+        if K % 8:
+            raise ValueError(f"the interleaved layout needs K % 8 == 0, got K={K}")
+        g = np.arange(K // 8, dtype=np.int64)
+        return np.arange(M, dtype=np.int64) * 8, np.stack([g * 8 * M, g * 8, np.full_like(g, 8)], axis=1)
+    return np.arange(M, dtype=np.int64) * K, _runs_to_groups([(0, 0, K)])
 
 
-def codes_layout_conv(Bn: int, C: int, Hp: int, Wp: int, KH: int, KW: int, sh: int, sw: int,
-                      dh: int, dw: int, Ho: int, Wo: int) -> tuple[np.ndarray, np.ndarray]:
-    """(xbase, koff) addressing the im2col matrix of a padded ifmap (B, C, Hp, Wp) in place:
-    patch m = (b, oh, ow), position k = (c, i, j) at xbase[m] + koff[k]."""
-    b = np.arange(Bn, dtype=np.int64)[:, None, None] * (C * Hp * Wp)
-    oh = np.arange(Ho, dtype=np.int64)[None, :, None] * (sh * Wp)
-    ow = np.arange(Wo, dtype=np.int64)[None, None, :] * sw
-    c = np.arange(C, dtype=np.int64)[:, None, None] * (Hp * Wp)
-    i = np.arange(KH, dtype=np.int64)[None, :, None] * (dh * Wp)
-    j = np.arange(KW, dtype=np.int64)[None, None, :] * dw
-    return (b + oh + ow).reshape(-1), (c + i + j).reshape(-1)
+def lookup_layout_conv(Bn: int, C: int, Hp: int, Wp: int, KH: int, KW: int, sh: int, sw: int,
+                       dh: int, dw: int, Ho: int, Wo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(xbase, groups, order) addressing the im2col matrix of a padded NHWC ifmap (B, Hp, Wp, C)
+    in place (implicit im2col). Patch m = (b, oh, ow) starts at xbase[m]. The table rows run in
+    (i, j, c) order, row r holding weight position k = order[r] (k = (c, i, j), the weight
+    matrix's order): in NHWC the KW*C codes of a kernel row are consecutive bytes (dw = 1;
+    otherwise each tap's C codes), so they load eight at a time."""
+    b = np.arange(Bn, dtype=np.int64)[:, None, None] * (Hp * Wp * C)
+    oh = np.arange(Ho, dtype=np.int64)[None, :, None] * (sh * Wp * C)
+    ow = np.arange(Wo, dtype=np.int64)[None, None, :] * (sw * C)
+    i, j, c = np.meshgrid(np.arange(KH), np.arange(KW), np.arange(C), indexing="ij")
+    order = (c * KH * KW + i * KW + j).reshape(-1).astype(np.int64)
+    if dw == 1:
+        runs = [(i * dh * Wp * C, i * KW * C, KW * C) for i in range(KH)]
+    else:
+        runs = [(i * dh * Wp * C + j * dw * C, (i * KW + j) * C, C) for i in range(KH) for j in range(KW)]
+    return (b + oh + ow).reshape(-1), _runs_to_groups(runs), order
+
+
+@njit(parallel=True, cache=True)
+def _pad_codes_nhwc(x, ph, pw, pad, out):
+    """out (B, Hp, Wp, C) = x (B, C, H, W) codes (C-contiguous) in NHWC order, padded with
+    code `pad` (flat unsigned indexing: this pass is a fair share of a small layer's time)."""
+    Bn, C, H, W = x.shape
+    Hp, Wp = out.shape[1], out.shape[2]
+    flat = out.reshape(-1)
+    xf = x.reshape(-1)
+    cu = uint64(C)
+    for bh in prange(Bn * Hp):
+        b = bh // Hp
+        h = bh % Hp - ph
+        base = uint64(bh * Wp * C)
+        if h < 0 or h >= H:
+            flat[base:base + uint64(Wp * C)] = pad
+            continue
+        flat[base:base + uint64(pw * C)] = pad
+        flat[base + uint64((pw + W) * C):base + uint64(Wp * C)] = pad
+        o = base + uint64(pw * C)
+        for c in range(C):
+            src = uint64(((b * C + c) * H + h) * W)
+            d = o + uint64(c)
+            for w in range(uint64(W)):
+                flat[d] = xf[src + w]
+                d += cu
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -1389,7 +1533,7 @@ class PreparedGemm:
         self.lookup_variant = lookup_variant
         self.conv_backend = conv_backend
         self._factored = None
-        self._rows = None
+        self._rows: dict = {}  # lookup weight rows per table-row order
         self._conv: dict = {}
         self._paths: dict = {}
         self._bt = None
@@ -1545,8 +1689,12 @@ class PreparedGemm:
         return out
 
     # -- lookup --------------------------------------------------------------------------
-    def _prepare_rows(self):
-        if self._rows is None:
+    def _prepare_rows(self, order=None):
+        """The lookup kernel's weight rows G (and its constants), with the table rows in the
+        order `order` (k of row r = order[r]; None: k order), built once per order."""
+        key = None if order is None else order.tobytes()
+        rows = self._rows.get(key)
+        if rows is None:
             t = self.mult.table
             nl = self.analysis.narrow if self.lookup_variant != "wide" else None
             if nl is not None:
@@ -1558,17 +1706,19 @@ class PreparedGemm:
                 tab, off, g, L = t.astype(dt), 0, 1, 0
             nb = _lookup_block(self.N)
             nblk = -(-self.N // nb)
-            G = _build_rows(self.B, tab, nb, np.empty((nblk, self.K, 256, nb), tab.dtype)).reshape(-1)
+            B = self.B if order is None else np.ascontiguousarray(self.B[order])
+            G = _build_rows(B, tab, nb, aligned_empty((nblk, self.K, 256, nb), tab.dtype)).reshape(-1)
             kmax = (2**31 - 1) // max(int(np.abs(tab.astype(np.int64)).max()), 1)
-            self._rows = {"G": G, "nb": nb, "nblk": nblk, "L": L, "off": off, "g": g,
-                          "kmax": max(1, kmax)}
-        return self._rows
+            rows = self._rows[key] = {"G": G, "nb": nb, "nblk": nblk, "L": L, "off": off, "g": g,
+                                      "kmax": max(1, kmax)}
+        return rows
 
-    def _lookup(self, src, xbase, koff, tout: bool = False, direct=None):
+    def _lookup(self, src, xbase, groups, order=None, tout: bool = False, direct=None):
         """(acc, g, offset): C[m, n] = g * acc[m, n] + K * offset, acc int32 (int64 if K is long),
-        shaped (M, N), or (N, M) when tout. direct = (out3, row0, st, rowsum): write a
-        convolution's output straight from the kernel instead (one pass fewer), acc is None."""
-        r = self._prepare_rows()
+        shaped (M, N), or (N, M) when tout. Codes and groups as `_lut_gemm` reads them, table
+        rows in `order`. direct = (out3, row0, st, rowsum): write a convolution's output
+        straight from the kernel instead (one pass fewer), acc is None."""
+        r = self._prepare_rows(order)
         M = xbase.shape[0]
         nb, nblk, L = r["nb"], r["nblk"], r["L"]
         # the accumulator block streams (mb rows of nb int32 + int16), so it can be long;
@@ -1576,24 +1726,31 @@ class PreparedGemm:
         tasks = 2 * max(1, numba.get_num_threads())
         mb = max(64, min(4096, -(-M // max(1, -(-tasks // nblk)))))
         gm, ck = np.int64(r["g"]), np.int64(r["off"] * self.K)
+        if r["kmax"] < 8:  # huge tables: a group's int32 sum could overflow, so one row per group
+            groups = np.array([(o + i, r0 + i, 1) for o, r0, n in groups for i in range(n)], np.int64).reshape(-1, 3)
+        ng = groups.shape[0]
         if direct is not None and self.K <= r["kmax"]:
             out3, row0, st, rowsum = direct
             if st is None:
                 emit = (1, out3, row0, gm, ck, _NO_I64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
             else:
                 emit = (2, out3, row0, gm, ck, rowsum, st[1], st[2], st[3], st[4])
-            _lut_gemm(src, xbase, koff, r["G"], nb, nblk, mb, L, 0, self.K, tout, _NO_OUT, emit)
+            _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, 0, ng, tout, _NO_OUT, emit)
             return None, gm, ck
         shape = (self.N, M) if tout else (M, self.N)
         out = self._buffer("lut_out", shape, np.int32)
         emit = (0, _NO_OUT3, 0, gm, ck, _NO_I64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
         if self.K <= r["kmax"]:
-            acc = _lut_gemm(src, xbase, koff, r["G"], nb, nblk, mb, L, 0, self.K, tout, out, emit)
-        else:  # int32 lanes would overflow: sum K-ranges in int64
+            acc = _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, 0, ng, tout, out, emit)
+        else:  # int32 lanes would overflow: sum group ranges of at most kmax rows in int64
             acc = np.zeros(shape, np.int64)
-            for k0 in range(0, self.K, r["kmax"]):
-                acc += _lut_gemm(src, xbase, koff, r["G"], nb, nblk, mb, L, k0, min(self.K, k0 + r["kmax"]), tout,
-                                 out, emit)
+            g0, rows = 0, 0
+            for g in range(ng + 1):
+                n = int(groups[g, 2]) if g < ng else 0
+                if g == ng or rows + n > r["kmax"]:
+                    acc += _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, g0, g, tout, out, emit)
+                    g0, rows = g, 0
+                rows += n
         return acc, gm, ck
 
     def _layout(self, key, fn, *args):
@@ -1684,17 +1841,19 @@ class PreparedGemm:
                 continue
             gm, ck = one, np.int64(0)
             if path == "lookup":
-                if self.K % 4 == 0 and mt >= 64:
-                    # codes regrouped per four k (a k-step of the kernel): each k-step then reads
-                    # one sequential stream, where row-major A touches a new cache line per row
-                    A4 = self._buffer("A4", (self.K // 4, mt), np.uint32)
-                    np.copyto(A4, At.view(np.uint32).T)
-                    src = A4.reshape(-1).view(np.uint8)
-                    xbase, koff = self._layout(("gemm4", mt), codes_layout_gemm4, mt, self.K)
-                else:
-                    src = At.reshape(-1)
-                    xbase, koff = self._layout(("gemm", mt), codes_layout_gemm, mt, self.K)
-                acc, gm, ck = self._lookup(src, xbase, koff)
+                inter = self.K % 8 == 0 and mt >= 64
+                if inter:
+                    # codes regrouped per eight k (one group of the kernel): each group then
+                    # reads one sequential stream, where row-major A touches a new line per row
+                    A8 = self._buffer("A8", (self.K // 8, mt), np.uint64)
+                    np.copyto(A8, np.ascontiguousarray(At).view(np.uint64).T)
+                    src = A8.reshape(-1).view(np.uint8)
+                else:  # row-major, with the 8 bytes past the end a group of 4 loads
+                    src = self._buffer("A1", (mt * self.K + 8,), np.uint8)
+                    src[:-8] = At.reshape(-1)
+                    src[-8:] = 0
+                xbase, groups = self._layout(("gemm", mt, inter), lookup_layout_gemm, mt, self.K, inter)
+                acc, gm, ck = self._lookup(src, xbase, groups)
             else:
                 acc = self._plain(At, path)
             rs = _rowsum(At) if want_rs else np.zeros(mt, np.int64)
@@ -1727,6 +1886,24 @@ class PreparedGemm:
         if path in FACTORED and plan is not None:
             return self._run_conv(plan, x, padding, pad_code & 0xFF, geom, st, want_rs, out, row0)
         ph, pw = padding
+        if path == "lookup":
+            # NHWC copy of the padded ifmap, read in place by the kernel (implicit im2col),
+            # with the 8 bytes past the end a group of 4 loads
+            Bn, C, H, W = x.shape
+            Hp, Wp = H + 2 * ph, W + 2 * pw
+            n = Bn * Hp * Wp * C
+            flat = self._buffer("xp_nhwc", (n + 8,), np.uint8)
+            flat[n:] = 0
+            _pad_codes_nhwc(np.ascontiguousarray(x), ph, pw, np.uint8(pad_code & 0xFF),
+                            flat[:n].reshape(Bn, Hp, Wp, C))
+            xbase, groups, order = self._layout(("conv", Bn, C, Hp, Wp) + tuple(geom), lookup_layout_conv,
+                                                Bn, C, Hp, Wp, KH, KW, sh, sw, dh, dw, Ho, Wo)
+            rs = (_patch_sums(x, ph, pw, pad_code & 0xFF, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo) if want_rs
+                  else np.zeros(M, np.int64))
+            acc, gm, ck = self._lookup(flat, xbase, groups, order, tout=True, direct=(out, row0, st, rs))
+            if acc is not None:
+                self._emit(acc, True, gm, np.zeros(M, np.int64), np.zeros(self.N, np.int64), ck, rs, st, out, row0)
+            return out
         xp = pad_codes(x, padding, pad_code, out=self._buffer(
             "xp", x.shape[:2] + (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), np.uint8))
         if path in FACTORED:
@@ -1738,22 +1915,11 @@ class PreparedGemm:
             accT = self._gemm_chunks(XT, True)
             self._emit(accT, True, one, salpha, f["sbeta"], f["ck"], rs, st, out, row0)
             return out
-        gm, ck = one, np.int64(0)
-        if path == "lookup":
-            xbase, koff = self._layout(("conv",) + xp.shape + tuple(geom), codes_layout_conv,
-                                       *xp.shape, KH, KW, sh, sw, dh, dw, Ho, Wo)
-            rs = (_patch_sums(xp, 0, 0, 0, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo) if want_rs
-                  else np.zeros(M, np.int64))
-            acc, gm, ck = self._lookup(xp.reshape(-1), xbase, koff, tout=True, direct=(out, row0, st, rs))
-            if acc is None:
-                return out
-            nm = True
-        else:
-            A = _im2col_padded(xp, KH, KW, sh, sw, dh, dw, Ho, Wo)
-            acc = self._plain(A, path)
-            rs = _rowsum(A) if want_rs else np.zeros(M, np.int64)
-            nm = False
-        self._emit(acc, nm, gm, np.zeros(M, np.int64), np.zeros(self.N, np.int64), ck, rs, st, out, row0)
+        A = _im2col_padded(xp, KH, KW, sh, sw, dh, dw, Ho, Wo)
+        acc = self._plain(A, path)
+        rs = _rowsum(A) if want_rs else np.zeros(M, np.int64)
+        self._emit(acc, False, np.int64(1), np.zeros(M, np.int64), np.zeros(self.N, np.int64), np.int64(0), rs, st,
+                   out, row0)
         return out
 
     def describe(self) -> dict:

@@ -257,14 +257,57 @@ def test_greedy_chunks_respect_the_limit(L, N, seed):
     assert ak._greedy_chunks(c, 500) is None or c.max() <= 500
 
 
+def _codes_of_groups(src, xbase, groups):
+    """The (M, rows) code matrix the lookup kernel reads: group (offset, r0, n) of row m is the
+    n bytes at xbase[m] + offset, feeding table rows r0 .. r0 + n - 1."""
+    rows = int(groups[:, 2].sum())
+    A = np.full((xbase.shape[0], rows), -1, np.int64)
+    for off, r0, n in groups:
+        assert n in (1, 4, 8)
+        for i in range(n):
+            assert (A[:, r0 + i] == -1).all()  # every table row fed once
+            A[:, r0 + i] = src[xbase + off + i]
+    return A
+
+
 def test_implicit_im2col_addresses_the_patches():
     rng = np.random.default_rng(5)
     x = rng.integers(0, 256, (2, 3, 7, 6)).astype(np.uint8)
-    for (kh, kw), s, d, p in (((3, 2), (2, 1), (1, 2), (1, 2)), ((1, 1), (1, 1), (1, 1), (0, 0))):
+    for (kh, kw), s, d, p in (((3, 2), (2, 1), (1, 2), (1, 2)), ((1, 1), (1, 1), (1, 1), (0, 0)),
+                              ((3, 3), (1, 2), (1, 1), (1, 1))):
         xp = ak.pad_codes(x, p, 9)
         Ho, Wo = ak.conv_output_size(7, 6, kh, kw, s, p, d)
-        xb, ko = ak.codes_layout_conv(*xp.shape, kh, kw, *s, *d, Ho, Wo)
-        assert np.array_equal(xp.reshape(-1)[xb[:, None] + ko[None, :]], ak.im2col(x, kh, kw, s, p, d, 9))
+        nhwc = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))
+        out = np.empty_like(nhwc)
+        assert np.array_equal(ak._pad_codes_nhwc(x, p[0], p[1], np.uint8(9), out), nhwc)
+        Bn, Hp, Wp, C = nhwc.shape
+        xb, groups, order = ak.lookup_layout_conv(Bn, C, Hp, Wp, kh, kw, *s, *d, Ho, Wo)
+        assert sorted(order) == list(range(C * kh * kw))
+        A = _codes_of_groups(nhwc.reshape(-1), xb, groups)
+        assert np.array_equal(A, ak.im2col(x, kh, kw, s, p, d, 9)[:, order])
+        if d[1] == 1 and kw * C >= 8:
+            assert (groups[:, 2] == 8).any()  # packed loads are used
+
+
+@pytest.mark.parametrize("M,K", [(1, 1), (3, 7), (5, 8), (2, 13), (4, 29)])
+def test_gemm_layouts_address_every_code(M, K):
+    A = np.random.default_rng(K).integers(0, 256, (M, K)).astype(np.uint8)
+    xb, groups = ak.lookup_layout_gemm(M, K, False)
+    assert np.array_equal(_codes_of_groups(A.reshape(-1), xb, groups), A)
+    if K % 8 == 0:
+        xb, groups = ak.lookup_layout_gemm(M, K, True)
+        src = np.ascontiguousarray(A.view(np.uint64).T).reshape(-1).view(np.uint8)
+        assert np.array_equal(_codes_of_groups(src, xb, groups), A)
+    else:
+        with pytest.raises(ValueError, match="K % 8"):
+            ak.lookup_layout_gemm(M, K, True)
+
+
+def test_lookup_rows_are_cache_line_aligned():
+    assert ak.aligned_empty((3, 5, 7), np.int16).ctypes.data % 64 == 0
+    layer = ak.PreparedGemm(np.zeros((9, 3), np.uint8), (truncated(6), False), "lookup")
+    layer(np.zeros((2, 9), np.uint8))
+    assert all(r["G"].ctypes.data % 64 == 0 for r in layer._rows.values())
 
 
 # -- convolution -----------------------------------------------------------------------------
