@@ -909,14 +909,28 @@ def _vec_ptr(context, builder, aryty, ary, off, lanes, elt):
     return builder.bitcast(builder.gep(data, [off]), llvm_ir.VectorType(elt, lanes).as_pointer())
 
 
-def _rowadd_codegen(lanes: int):
+def _rowadd_codegen(lanes: int, packed: int = 0):
+    """acc[aoff : aoff + lanes] += the sum of the rows g[o : o + lanes] (converted to acc's
+    type). Offsets: the explicit arguments after g; or, when `packed` = n, the n rows of the
+    codes packed in a uint64 w (arguments t0, w): row i at t0 + i * 256 * lanes + lanes *
+    byte i of w (the tables of consecutive k follow each other in G)."""
     def codegen(context, builder, sig, args):
         aty, gty = sig.args[0], sig.args[2]
         aelt = context.get_data_type(aty.dtype)
         gelt = context.get_data_type(gty.dtype)
         vt = llvm_ir.VectorType(aelt, lanes)
+        if packed:
+            i64 = llvm_ir.IntType(64)
+            t0, w = args[3], args[4]
+            offs = []
+            for i in range(packed):
+                code = builder.and_(builder.lshr(w, i64(8 * i)), i64(255))
+                offs.append(builder.add(builder.add(t0, i64(i * 256 * lanes)),
+                                        builder.shl(code, i64(lanes.bit_length() - 1))))
+        else:
+            offs = args[3:]
         total = None
-        for off in args[3:]:
+        for off in offs:
             v = builder.load(_vec_ptr(context, builder, gty, args[2], off, lanes, gelt), align=1)
             if gelt.width < aelt.width:
                 v = (builder.sext if gty.dtype.signed else builder.zext)(v, vt)
@@ -937,21 +951,20 @@ def _rowadd_ok(acc, g, offs) -> bool:
 
 
 def _make_rowadds(lanes: int):
+    """(add1, add4, add8) for rows of `lanes` values: add1(acc, aoff, g, o) adds the row at o;
+    addN(acc, aoff, g, t0, w) the N rows of the codes packed in w (see `_rowadd_codegen`)."""
     @intrinsic
     def add1(typingctx, acc, aoff, g, o0):
         if _rowadd_ok(acc, g, (aoff, o0)):
             return types.void(acc, aoff, g, o0), _rowadd_codegen(lanes)
 
-    @intrinsic
-    def add4(typingctx, acc, aoff, g, o0, o1, o2, o3):
-        if _rowadd_ok(acc, g, (aoff, o0, o1, o2, o3)):
-            return types.void(acc, aoff, g, o0, o1, o2, o3), _rowadd_codegen(lanes)
-
-    @intrinsic
-    def add8(typingctx, acc, aoff, g, o0, o1, o2, o3, o4, o5, o6, o7):
-        if _rowadd_ok(acc, g, (aoff, o0, o1, o2, o3, o4, o5, o6, o7)):
-            return types.void(acc, aoff, g, o0, o1, o2, o3, o4, o5, o6, o7), _rowadd_codegen(lanes)
-    return add1, add4, add8
+    def packed(n):
+        @intrinsic
+        def add(typingctx, acc, aoff, g, t0, w):
+            if _rowadd_ok(acc, g, (aoff, t0, w)):
+                return types.void(acc, aoff, g, t0, w), _rowadd_codegen(lanes, n)
+        return add
+    return add1, packed(4), packed(8)
 
 
 _add1_8, _add4_8, _add8_8 = _make_rowadds(8)
@@ -1036,72 +1049,38 @@ def aligned_empty(shape, dtype) -> np.ndarray:
 # [pf, pf_end) of G (the next group's tables) are prefetched, one per m.
 @njit(cache=True)
 def _rows8_16(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
-    r = uint64(256 * 16)
-    f = uint64(255)
-    s = uint64(4)
-    t1, t2, t3 = t0 + r, t0 + uint64(2) * r, t0 + uint64(3) * r
-    t4, t5, t6, t7 = t0 + uint64(4) * r, t0 + uint64(5) * r, t0 + uint64(6) * r, t0 + uint64(7) * r
     for mm in range(uint64(xbs.shape[0])):
         if pf < pf_end:
             _prefetch(G, pf)
             pf += pfs
-        w = _load64(src, uint64(xbs[mm]) + c0)
-        _add8_16(acc, mm << s, G, t0 + ((w & f) << s), t1 + (((w >> uint64(8)) & f) << s),
-                 t2 + (((w >> uint64(16)) & f) << s), t3 + (((w >> uint64(24)) & f) << s),
-                 t4 + (((w >> uint64(32)) & f) << s), t5 + (((w >> uint64(40)) & f) << s),
-                 t6 + (((w >> uint64(48)) & f) << s), t7 + ((w >> uint64(56)) << s))
-    return pf
+        _add8_16(acc, mm << uint64(4), G, t0, _load64(src, uint64(xbs[mm]) + c0))
 
 
 @njit(cache=True)
 def _rows8_8(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
-    r = uint64(256 * 8)
-    f = uint64(255)
-    s = uint64(3)
-    t1, t2, t3 = t0 + r, t0 + uint64(2) * r, t0 + uint64(3) * r
-    t4, t5, t6, t7 = t0 + uint64(4) * r, t0 + uint64(5) * r, t0 + uint64(6) * r, t0 + uint64(7) * r
     for mm in range(uint64(xbs.shape[0])):
         if pf < pf_end:
             _prefetch(G, pf)
             pf += pfs
-        w = _load64(src, uint64(xbs[mm]) + c0)
-        _add8_8(acc, mm << s, G, t0 + ((w & f) << s), t1 + (((w >> uint64(8)) & f) << s),
-                t2 + (((w >> uint64(16)) & f) << s), t3 + (((w >> uint64(24)) & f) << s),
-                t4 + (((w >> uint64(32)) & f) << s), t5 + (((w >> uint64(40)) & f) << s),
-                t6 + (((w >> uint64(48)) & f) << s), t7 + ((w >> uint64(56)) << s))
-    return pf
+        _add8_8(acc, mm << uint64(3), G, t0, _load64(src, uint64(xbs[mm]) + c0))
 
 
 @njit(cache=True)
 def _rows4_16(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
-    r = uint64(256 * 16)
-    f = uint64(255)
-    s = uint64(4)
-    t1, t2, t3 = t0 + r, t0 + uint64(2) * r, t0 + uint64(3) * r
     for mm in range(uint64(xbs.shape[0])):
         if pf < pf_end:
             _prefetch(G, pf)
             pf += pfs
-        w = _load64(src, uint64(xbs[mm]) + c0)
-        _add4_16(acc, mm << s, G, t0 + ((w & f) << s), t1 + (((w >> uint64(8)) & f) << s),
-                 t2 + (((w >> uint64(16)) & f) << s), t3 + (((w >> uint64(24)) & f) << s))
-    return pf
+        _add4_16(acc, mm << uint64(4), G, t0, _load64(src, uint64(xbs[mm]) + c0))
 
 
 @njit(cache=True)
 def _rows4_8(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
-    r = uint64(256 * 8)
-    f = uint64(255)
-    s = uint64(3)
-    t1, t2, t3 = t0 + r, t0 + uint64(2) * r, t0 + uint64(3) * r
     for mm in range(uint64(xbs.shape[0])):
         if pf < pf_end:
             _prefetch(G, pf)
             pf += pfs
-        w = _load64(src, uint64(xbs[mm]) + c0)
-        _add4_8(acc, mm << s, G, t0 + ((w & f) << s), t1 + (((w >> uint64(8)) & f) << s),
-                t2 + (((w >> uint64(16)) & f) << s), t3 + (((w >> uint64(24)) & f) << s))
-    return pf
+        _add4_8(acc, mm << uint64(3), G, t0, _load64(src, uint64(xbs[mm]) + c0))
 
 
 @njit(cache=True)
@@ -1397,27 +1376,47 @@ def _convert_planes(x, lut, out):
 @njit(parallel=True, cache=True)
 def _patch_sums(x, ph, pw, pad, lut, KH, KW, sh, sw, dh, dw, Ho, Wo):
     """s[(b*Ho + oh)*Wo + ow] = sum over the patch (c, i, j) of lut[code], the codes of x (B, C,
-    H, W) padded by (ph, pw) with code `pad` (padding is virtual: no padded copy)."""
+    H, W) padded by (ph, pw) with code `pad` (padding is virtual: no padded copy). Undilated
+    patches are boxes: four reads of a summed-area table of the channel-summed plane, plus
+    lut[pad] * C per padded tap (the direct sum over taps cost as much as a small layer)."""
     Bn, C, H, W = x.shape
     out = np.zeros(Bn * Ho * Wo, np.int64)
     lp = lut[pad] * C
+    taps = KH * KW
     for b in prange(Bn):
         plane = np.zeros((H, W), np.int64)
         for c in range(C):
             for h in range(H):
                 for w in range(W):
                     plane[h, w] += lut[x[b, c, h, w]]
+        sat = np.zeros((H + 1, W + 1), np.int64)  # sat[h, w] = sum of plane[:h, :w]
+        for h in range(H):
+            run = 0
+            for w in range(W):
+                run += plane[h, w]
+                sat[h + 1, w + 1] = sat[h, w + 1] + run
         for oh in range(Ho):
             for ow in range(Wo):
+                h0 = oh * sh - ph
+                w0 = ow * sw - pw
                 s = 0
-                for i in range(KH):
-                    h = oh * sh - ph + i * dh
-                    for j in range(KW):
-                        w = ow * sw - pw + j * dw
-                        if 0 <= h < H and 0 <= w < W:
-                            s += plane[h, w]
-                        else:
-                            s += lp
+                if dh == 1 and dw == 1:
+                    a0, a1 = max(h0, 0), min(h0 + KH, H)
+                    c0, c1 = max(w0, 0), min(w0 + KW, W)
+                    inside = 0
+                    if a1 > a0 and c1 > c0:
+                        s = sat[a1, c1] - sat[a0, c1] - sat[a1, c0] + sat[a0, c0]
+                        inside = (a1 - a0) * (c1 - c0)
+                    s += (taps - inside) * lp
+                else:
+                    for i in range(KH):
+                        h = h0 + i * dh
+                        for j in range(KW):
+                            w = w0 + j * dw
+                            if 0 <= h < H and 0 <= w < W:
+                                s += plane[h, w]
+                            else:
+                                s += lp
                 out[(b * Ho + oh) * Wo + ow] = s
     return out
 
