@@ -1023,15 +1023,6 @@ def _build_rows(B, T, nb, out):
     return out
 
 
-@njit(cache=True)
-def _aligned_zeros(n, dtype):
-    """n zeros of `dtype`, starting on a 64-byte boundary (the kernels' vector rows never
-    straddle a cache line)."""
-    buf = np.zeros(n + 64, dtype)
-    s = ((64 - buf.ctypes.data % 64) % 64) // buf.itemsize
-    return buf[s:s + n]
-
-
 def aligned_empty(shape, dtype) -> np.ndarray:
     """np.empty on a 64-byte boundary (numpy only guarantees 16): table rows of 16 int16 are
     32 bytes, and a row split over two cache lines costs two loads."""
@@ -1115,8 +1106,84 @@ def _rows(src, xbs, c0, n, nb, G, t0, acc):
         _rows1(src, xbs, c0, G, t0, acc, nb)
 
 
+@njit(cache=True)
+def _emit_block(acc, nb, q, m0, ml, tout, out, emit):
+    """Write the accumulators acc[mm * nb + j] of rows m0 .. m0 + ml of column block q
+    (see `_lut_gemm` for out, tout and emit)."""
+    if emit[0] == 0:
+        N = out.shape[0] if tout else out.shape[1]
+    else:
+        N = emit[1].shape[1]
+    nw = min(nb, N - q * nb)
+    mode = emit[0]
+    if mode == 0 and not tout:
+        for mm in range(ml):
+            for j in range(nw):
+                out[m0 + mm, q * nb + j] = acc[mm * nb + j]
+        return
+    # column-wise outputs: transposed in tiles of 64 rows (L1-hot across the nb columns)
+    # rather than a stride-nb pass over the whole block per column
+    for c0 in range(0, ml, 64):
+        c1 = min(ml, c0 + 64)
+        for j in range(nw):
+            n = q * nb + j
+            if mode == 0:
+                orow = out[n, m0:m0 + ml]
+                for mm in range(c0, c1):
+                    orow[mm] = acc[mm * nb + j]
+                continue
+            o3 = emit[1]
+            P = o3.shape[2]
+            gm = emit[3]
+            b = (emit[2] + m0 + c0) // P
+            p = emit[2] + m0 + c0 - b * P
+            whole = p + (c1 - c0) <= P  # the tile stays in one image: a plain run
+            if mode == 1:
+                ck = emit[4]
+                if whole:
+                    orow = o3[b, n, p:p + c1 - c0]
+                    for mm in range(c0, c1):
+                        orow[mm - c0] = np.int64(acc[mm * nb + j]) * gm + ck
+                    continue
+                for mm in range(c0, c1):
+                    o3[b, n, p] = np.int64(acc[mm * nb + j]) * gm + ck
+                    p += 1
+                    if p == P:
+                        p = 0
+                        b += 1
+            else:
+                rowsum = emit[5]
+                sb = emit[4] + emit[7][n]
+                z = emit[6][n]
+                sc = emit[8][n]
+                bi = emit[9][n]
+                if whole:
+                    orow = o3[b, n, p:p + c1 - c0]
+                    for mm in range(c0, c1):
+                        iv = np.int64(acc[mm * nb + j]) * gm + sb - z * rowsum[m0 + mm]
+                        orow[mm - c0] = np.float32(np.float64(iv) * sc + bi)
+                    continue
+                for mm in range(c0, c1):
+                    iv = np.int64(acc[mm * nb + j]) * gm + sb - z * rowsum[m0 + mm]
+                    o3[b, n, p] = np.float32(np.float64(iv) * sc + bi)
+                    p += 1
+                    if p == P:
+                        p = 0
+                        b += 1
+
+
+@njit(cache=True)
+def _widen(acc, a16, n):
+    """acc[:n] += a16[:n] (int16 -> int32, n a multiple of 8); a16[:n] = 0."""
+    i = uint64(0)
+    while i < uint64(n):
+        _add1_8(acc, i, a16, i)
+        i += uint64(8)
+    a16[:n] = 0
+
+
 @njit(parallel=True, cache=True)
-def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emit):
+def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emit, ws32, ws16):
     """out[m, q*nb + j] = sum over the rows k of groups g_lo..g_hi-1 of G[q, k, code(m, k), j]
     (int32); out[q*nb + j, m] when tout (the transposed layout a convolution's (B, N, P)
     output wants).
@@ -1137,91 +1204,53 @@ def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emi
     tables are prefetched meanwhile (they are read at random, so the hardware prefetcher
     would not). L > 0 (int16 G): rows are summed in int16 lanes, exact because
     L * max|G| <= 32767, and widened into int32 before more than L rows have been added
-    (twice the lanes per instruction). L == 0: rows are widened as they are added. The caller
-    bounds the group range's row count times max|G| below 2^31.
+    (twice the lanes per instruction), or, when the whole range has at most L rows, emitted
+    from int16 directly. L == 0: rows are widened as they are added. The caller bounds the
+    group range's row count times max|G| below 2^31.
+
+    Work arrays: ws32 / ws16 (workers, >= mb * nb), one row per worker, allocated once by the
+    caller on 64-byte boundaries (fresh multi-100-KiB blocks per task cost page faults, which
+    were most of a small layer's time). Worker w runs tasks w, w + workers, ...; every task
+    writes its own outputs with integer sums, so results do not depend on the worker count.
     """
     K = G.size // (nblk * 256 * nb)
     M = xbase.shape[0]
-    # modes 1 and 2 get a placeholder `out`: the column count is the output's channel count
-    if emit[0] == 0:
-        N = out.shape[0] if tout else out.shape[1]
-    else:
-        N = emit[1].shape[1]
     nmb = (M + mb - 1) // mb
     row = uint64(256 * nb)
     narrow = L > 0
-    for task in prange(nblk * nmb):
-        q = task // nmb
-        m0 = (task % nmb) * mb
-        ml = min(M, m0 + mb) - m0
-        xbs = xbase[m0:m0 + ml]
-        acc = _aligned_zeros(ml * nb, np.int32)
-        a16 = _aligned_zeros(ml * nb if narrow else 16, np.int16)
-        used = 0
-        for g in range(g_lo, g_hi):
-            n = groups[g, 2]
-            if narrow and used + n > L:
-                i = uint64(0)
-                while i < uint64(ml * nb):
-                    _add1_8(acc, i, a16, i)
-                    i += uint64(8)
-                a16[:] = 0
-                used = 0
-            t0 = uint64(q * K + groups[g, 1]) * row
+    only16 = narrow and groups[g_lo:g_hi, 2].sum() <= L
+    ntask = nblk * nmb
+    workers = ws32.shape[0]
+    for wk in prange(workers):
+        for task in range(wk, ntask, workers):
+            q = task // nmb
+            m0 = (task % nmb) * mb
+            ml = min(M, m0 + mb) - m0
+            xbs = xbase[m0:m0 + ml]
+            a16 = ws16[wk, :ml * nb]
+            acc = ws32[wk, :ml * nb]
             if narrow:
-                _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, a16)
-            else:
-                _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, acc)
-            used += n
-        if narrow:
-            i = uint64(0)
-            while i < uint64(ml * nb):
-                _add1_8(acc, i, a16, i)
-                i += uint64(8)
-        nw = min(nb, N - q * nb)
-        mode = emit[0]
-        if mode == 0 and not tout:
-            for mm in range(ml):
-                for j in range(nw):
-                    out[m0 + mm, q * nb + j] = acc[mm * nb + j]
-            continue
-        # column-wise outputs: transposed in tiles of 64 rows (4 KiB of accumulators, L1-hot
-        # across the nb columns) rather than a stride-nb pass over the whole block per column
-        for c0 in range(0, ml, 64):
-            c1 = min(ml, c0 + 64)
-            for j in range(nw):
-                n = q * nb + j
-                if mode == 0:
-                    orow = out[n, m0:m0 + ml]
-                    for mm in range(c0, c1):
-                        orow[mm] = acc[mm * nb + j]
-                    continue
-                o3 = emit[1]
-                P = o3.shape[2]
-                gm = emit[3]
-                b = (emit[2] + m0 + c0) // P
-                p = emit[2] + m0 + c0 - b * P
-                if mode == 1:
-                    ck = emit[4]
-                    for mm in range(c0, c1):
-                        o3[b, n, p] = np.int64(acc[mm * nb + j]) * gm + ck
-                        p += 1
-                        if p == P:
-                            p = 0
-                            b += 1
+                a16[:] = 0
+            if not only16:
+                acc[:] = 0
+            used = 0
+            for g in range(g_lo, g_hi):
+                n = groups[g, 2]
+                if narrow and not only16 and used + n > L:
+                    _widen(acc, a16, ml * nb)
+                    used = 0
+                t0 = uint64(q * K + groups[g, 1]) * row
+                if narrow:
+                    _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, a16)
                 else:
-                    rowsum = emit[5]
-                    sb = emit[4] + emit[7][n]
-                    z = emit[6][n]
-                    sc = emit[8][n]
-                    bi = emit[9][n]
-                    for mm in range(c0, c1):
-                        iv = np.int64(acc[mm * nb + j]) * gm + sb - z * rowsum[m0 + mm]
-                        o3[b, n, p] = np.float32(np.float64(iv) * sc + bi)
-                        p += 1
-                        if p == P:
-                            p = 0
-                            b += 1
+                    _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, acc)
+                used += n
+            if only16:
+                _emit_block(a16, nb, q, m0, ml, tout, out, emit)
+            else:
+                if narrow:
+                    _widen(acc, a16, ml * nb)
+                _emit_block(acc, nb, q, m0, ml, tout, out, emit)
     return out
 
 
@@ -1722,8 +1751,12 @@ class PreparedGemm:
         nb, nblk, L = r["nb"], r["nblk"], r["L"]
         # the accumulator block streams (mb rows of nb int32 + int16), so it can be long;
         # long blocks mean fewer passes over the tables
-        tasks = 2 * max(1, numba.get_num_threads())
-        mb = max(64, min(4096, -(-M // max(1, -(-tasks // nblk)))))
+        workers = max(1, numba.get_num_threads())
+        mb = max(64, min(4096, -(-M // max(1, -(-2 * workers // nblk)))))
+        mb = -(-mb // 8) * 8
+        width = -(-mb * nb // 32) * 32  # whole cache lines per worker row
+        ws32 = self._buffer("lut_ws32", (workers, width if not (L and self.K <= L) else 32), np.int32, aligned=True)
+        ws16 = self._buffer("lut_ws16", (workers, width if L else 32), np.int16, aligned=True)
         gm, ck = np.int64(r["g"]), np.int64(r["off"] * self.K)
         if r["kmax"] < 8:  # huge tables: a group's int32 sum could overflow, so one row per group
             groups = np.array([(o + i, r0 + i, 1) for o, r0, n in groups for i in range(n)], np.int64).reshape(-1, 3)
@@ -1734,20 +1767,21 @@ class PreparedGemm:
                 emit = (1, out3, row0, gm, ck, _NO_I64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
             else:
                 emit = (2, out3, row0, gm, ck, rowsum, st[1], st[2], st[3], st[4])
-            _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, 0, ng, tout, _NO_OUT, emit)
+            _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, 0, ng, tout, _NO_OUT, emit, ws32, ws16)
             return None, gm, ck
         shape = (self.N, M) if tout else (M, self.N)
         out = self._buffer("lut_out", shape, np.int32)
         emit = (0, _NO_OUT3, 0, gm, ck, _NO_I64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
         if self.K <= r["kmax"]:
-            acc = _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, 0, ng, tout, out, emit)
+            acc = _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, 0, ng, tout, out, emit, ws32, ws16)
         else:  # int32 lanes would overflow: sum group ranges of at most kmax rows in int64
             acc = np.zeros(shape, np.int64)
             g0, rows = 0, 0
             for g in range(ng + 1):
                 n = int(groups[g, 2]) if g < ng else 0
                 if g == ng or rows + n > r["kmax"]:
-                    acc += _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, g0, g, tout, out, emit)
+                    acc += _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, g0, g, tout, out, emit, ws32,
+                                     ws16)
                     g0, rows = g, 0
                 rows += n
         return acc, gm, ck
@@ -1759,11 +1793,12 @@ class PreparedGemm:
             self._ws[key] = lay
         return lay
 
-    def _buffer(self, name: str, shape, dtype) -> np.ndarray:
-        """A reusable work array: fresh multi-MB arrays cost page faults on every tile."""
+    def _buffer(self, name: str, shape, dtype, aligned: bool = False) -> np.ndarray:
+        """A reusable work array: fresh multi-MB arrays cost page faults on every tile
+        (`aligned`: on a 64-byte boundary)."""
         buf = self._ws.get(name)
         if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            buf = np.empty(shape, dtype)
+            buf = aligned_empty(shape, dtype) if aligned else np.empty(shape, dtype)
             self._ws[name] = buf
         return buf
 
