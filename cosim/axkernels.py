@@ -1247,12 +1247,19 @@ def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emi
                 else:
                     _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, acc)
                 used += n
-            if only16:
-                _emit_block(a16, nb, q, m0, ml, tout, out, emit)
+            # (the column count as a literal: constant strides make the transposing writes
+            # about twice as fast)
+            if only16 and nb == 16:
+                _emit_block(a16, 16, q, m0, ml, tout, out, emit)
+            elif only16:
+                _emit_block(a16, 8, q, m0, ml, tout, out, emit)
             else:
                 if narrow:
                     _widen(acc, a16, ml * nb)
-                _emit_block(acc, nb, q, m0, ml, tout, out, emit)
+                if nb == 16:
+                    _emit_block(acc, 16, q, m0, ml, tout, out, emit)
+                else:
+                    _emit_block(acc, 8, q, m0, ml, tout, out, emit)
     return out
 
 
