@@ -776,20 +776,25 @@ def _emit_int(acc, nm, gm, salpha, sbeta, ck, out3, row0):
 
 @njit(parallel=True, cache=True)
 def _emit_float(acc, nm, gm, salpha, sbeta, ck, rowsum, zw, cterm, scale, bias, out3, row0):
-    """Fused epilogue: integer accumulator gm * acc (+ linear and affine zero-point terms, exact
-    in int64), then real = float64(acc) * scale[n] + bias[n], rounded once to float32, written
-    as out3[b, n, p] for flat output row row0 + m = b * P + p (tiles hold whole images)."""
+    """Fused epilogue: integer accumulator gm * acc (+ linear and affine zero-point terms), then
+    real = acc' * scale[n] + bias[n] in float64, rounded once to float32, written as
+    out3[b, n, p] for flat output row row0 + m = b * P + p (tiles hold whole images).
+
+    salpha and rowsum come as float64 (`_f64`): every term is an integer below 2^53, so the
+    float64 sum is exactly the int64 one (the same float64(acc') as integer arithmetic gives),
+    and int32 -> float64 conversions vectorize where int64 -> float64 ones do not on AVX2."""
     N = out3.shape[1]
     P = out3.shape[2]
     M = acc.shape[1] if nm else acc.shape[0]
     nimg = M // P
     b0 = row0 // P
+    fgm = np.float64(gm)
     if nm:
         for t in prange(nimg * N):
             bl = t // N
             n = t % N
-            sb = sbeta[n] + cterm[n] + ck
-            z = zw[n]
+            sb = np.float64(sbeta[n] + cterm[n] + ck)
+            z = np.float64(zw[n])
             sc = scale[n]
             bi = bias[n]
             ar = acc[n, bl * P:(bl + 1) * P]
@@ -797,16 +802,16 @@ def _emit_float(acc, nm, gm, salpha, sbeta, ck, rowsum, zw, cterm, scale, bias, 
             rs = rowsum[bl * P:(bl + 1) * P]
             orow = out3[b0 + bl, n]
             for p in range(P):
-                iv = np.int64(ar[p]) * gm + sa[p] + sb - z * rs[p]
-                orow[p] = np.float32(np.float64(iv) * sc + bi)
+                v = np.float64(ar[p]) * fgm + sa[p] + (sb - z * rs[p])
+                orow[p] = np.float32(v * sc + bi)
     elif P == 1:
         for m in prange(M):
             ar = acc[m]
-            s = salpha[m] + ck
+            s = salpha[m] + np.float64(ck)
             r = rowsum[m]
             for n in range(N):
-                iv = np.int64(ar[n]) * gm + s + sbeta[n] + cterm[n] - zw[n] * r
-                out3[b0 + m, n, 0] = np.float32(np.float64(iv) * scale[n] + bias[n])
+                v = np.float64(ar[n]) * fgm + s + (np.float64(sbeta[n] + cterm[n]) - np.float64(zw[n]) * r)
+                out3[b0 + m, n, 0] = np.float32(v * scale[n] + bias[n])
     else:  # transposing: contiguous writes, strided reads of one image's (P, N) block
         for bl in prange(nimg):
             ob = out3[b0 + bl]
@@ -814,14 +819,19 @@ def _emit_float(acc, nm, gm, salpha, sbeta, ck, rowsum, zw, cterm, scale, bias, 
             sa = salpha[bl * P:(bl + 1) * P]
             rs = rowsum[bl * P:(bl + 1) * P]
             for n in range(N):
-                sb = sbeta[n] + cterm[n] + ck
-                z = zw[n]
+                sb = np.float64(sbeta[n] + cterm[n] + ck)
+                z = np.float64(zw[n])
                 sc = scale[n]
                 bi = bias[n]
                 orow = ob[n]
                 for p in range(P):
-                    iv = _as_i64(a[p, n]) * gm + sa[p] + sb - z * rs[p]
-                    orow[p] = np.float32(np.float64(iv) * sc + bi)
+                    v = np.float64(a[p, n]) * fgm + sa[p] + (sb - z * rs[p])
+                    orow[p] = np.float32(v * sc + bi)
+
+
+def _f64(v: np.ndarray) -> np.ndarray:
+    """Exact integer terms (|v| < 2^53) as float64 for the float epilogues."""
+    return np.ascontiguousarray(v, dtype=np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -1154,20 +1164,23 @@ def _emit_block(acc, nb, q, m0, ml, tout, out, emit):
                         p = 0
                         b += 1
             else:
+                # float64 arithmetic on exact integers < 2^53: equal to the int64 sum (see
+                # `_emit_float`), and vectorizable
                 rowsum = emit[5]
-                sb = emit[4] + emit[7][n]
-                z = emit[6][n]
+                fgm = np.float64(gm)
+                sb = np.float64(emit[4] + emit[7][n])
+                z = np.float64(emit[6][n])
                 sc = emit[8][n]
                 bi = emit[9][n]
                 if whole:
                     orow = o3[b, n, p:p + c1 - c0]
                     for mm in range(c0, c1):
-                        iv = np.int64(acc[mm * nb + j]) * gm + sb - z * rowsum[m0 + mm]
-                        orow[mm - c0] = np.float32(np.float64(iv) * sc + bi)
+                        v = np.float64(acc[mm * nb + j]) * fgm + (sb - z * rowsum[m0 + mm])
+                        orow[mm - c0] = np.float32(v * sc + bi)
                     continue
                 for mm in range(c0, c1):
-                    iv = np.int64(acc[mm * nb + j]) * gm + sb - z * rowsum[m0 + mm]
-                    o3[b, n, p] = np.float32(np.float64(iv) * sc + bi)
+                    v = np.float64(acc[mm * nb + j]) * fgm + (sb - z * rowsum[m0 + mm])
+                    o3[b, n, p] = np.float32(v * sc + bi)
                     p += 1
                     if p == P:
                         p = 0
@@ -1476,13 +1489,13 @@ def _emit_bnp_int(Y, salpha, sbeta, ck, out3, b0):
 
 @njit(parallel=True, cache=True)
 def _emit_bnp_float(Y, salpha, sbeta, ck, rowsum, zw, cterm, scale, bias, out3, b0):
-    """The fused epilogue of `_emit_float` for a (B, N, P) accumulator."""
+    """The fused epilogue of `_emit_float` for a (B, N, P) accumulator (salpha, rowsum float64)."""
     Bt, N, P = Y.shape
     for t in prange(Bt * N):
         b = t // N
         n = t % N
-        sb = sbeta[n] + cterm[n] + ck
-        z = zw[n]
+        sb = np.float64(sbeta[n] + cterm[n] + ck)
+        z = np.float64(zw[n])
         sc = scale[n]
         bi = bias[n]
         yr = Y[b, n]
@@ -1490,8 +1503,8 @@ def _emit_bnp_float(Y, salpha, sbeta, ck, rowsum, zw, cterm, scale, bias, out3, 
         rs = rowsum[b * P:(b + 1) * P]
         orow = out3[b0 + b, n]
         for p in range(P):
-            iv = np.int64(yr[p]) + sa[p] + sb - z * rs[p]
-            orow[p] = np.float32(np.float64(iv) * sc + bi)
+            v = np.float64(yr[p]) + sa[p] + (sb - z * rs[p])
+            orow[p] = np.float32(v * sc + bi)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1722,7 +1735,8 @@ class PreparedGemm:
         elif st is None:
             _emit_bnp_int(Y, salpha, plan["sbeta"], np.int64(0), out, row0 // P)
         else:
-            _emit_bnp_float(Y, salpha, plan["sbeta"], np.int64(0), rs, st[1], st[2], st[3], st[4], out, row0 // P)
+            _emit_bnp_float(Y, _f64(salpha), plan["sbeta"], np.int64(0), _f64(rs), st[1], st[2], st[3], st[4], out,
+                            row0 // P)
         return out
 
     # -- lookup --------------------------------------------------------------------------
@@ -1773,14 +1787,14 @@ class PreparedGemm:
         if direct is not None and self.K <= r["kmax"]:
             out3, row0, st, rowsum = direct
             if st is None:
-                emit = (1, out3, row0, gm, ck, _NO_I64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
+                emit = (1, out3, row0, gm, ck, _NO_F64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
             else:
-                emit = (2, out3, row0, gm, ck, rowsum, st[1], st[2], st[3], st[4])
+                emit = (2, out3, row0, gm, ck, _f64(rowsum), st[1], st[2], st[3], st[4])
             _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, 0, ng, tout, _NO_OUT, emit, ws32, ws16)
             return None, gm, ck
         shape = (self.N, M) if tout else (M, self.N)
         out = self._buffer("lut_out", shape, np.int32)
-        emit = (0, _NO_OUT3, 0, gm, ck, _NO_I64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
+        emit = (0, _NO_OUT3, 0, gm, ck, _NO_F64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
         if self.K <= r["kmax"]:
             acc = _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, 0, ng, tout, out, emit, ws32, ws16)
         else:  # int32 lanes would overflow: sum group ranges of at most kmax rows in int64
@@ -1847,7 +1861,7 @@ class PreparedGemm:
         if st is None:
             _emit_int(acc, nm, gm, salpha, sbeta, ck, out3, row0)
         else:
-            _emit_float(acc, nm, gm, salpha, sbeta, ck, rs, st[1], st[2], st[3], st[4], out3, row0)
+            _emit_float(acc, nm, gm, _f64(salpha), sbeta, ck, _f64(rs), st[1], st[2], st[3], st[4], out3, row0)
 
     def __call__(self, a_codes, epilogue: Epilogue | None = None, out=None, row0: int = 0):
         """C = sum_k T[A[m,k], B[k,n]] (int64, shape (M, N)).
