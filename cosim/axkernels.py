@@ -1277,8 +1277,8 @@ def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emi
 
 
 def _lookup_block(N: int) -> int:
-    """Column block of the lookup kernel: 16 columns (one 256-row table of int16 rows is 8 KiB,
-    so the four tables of a k-step fit L1), 8 for narrow layers (less padding)."""
+    """Column block of the lookup kernel: 16 columns (a row of 16 int16 is one 32-byte vector;
+    a 256-row table is 8 KiB), 8 for narrow layers (less padding)."""
     return 8 if N <= 8 else 16
 
 
