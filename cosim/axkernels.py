@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -1297,16 +1298,21 @@ def narrow_lut(table: np.ndarray):
     return lo + g * mid, g, rows
 
 
+# `_load64` unpacks codes little-endian (byte i of the word is the code at offset + i); on a
+# big-endian machine every group is a single code instead
+_PACKED = sys.byteorder == "little"
+
+
 def _runs_to_groups(runs) -> np.ndarray:
     """Runs (offset, first row, length) of codes at consecutive addresses whose tables are
     consecutive rows -> the lookup kernel's groups (offset, first row, n) of n = 8, 4 or 1."""
     out = []
     for off, r0, n in runs:
         i = 0
-        while n - i >= 8:
+        while _PACKED and n - i >= 8:
             out.append((off + i, r0 + i, 8))
             i += 8
-        if n - i >= 4:
+        if _PACKED and n - i >= 4:
             out.append((off + i, r0 + i, 4))
             i += 4
         for j in range(i, n):
@@ -1898,7 +1904,7 @@ class PreparedGemm:
                 continue
             gm, ck = one, np.int64(0)
             if path == "lookup":
-                inter = self.K % 8 == 0 and mt >= 64
+                inter = _PACKED and self.K % 8 == 0 and mt >= 64
                 if inter:
                     # codes regrouped per eight k (one group of the kernel): each group then
                     # reads one sequential stream, where row-major A touches a new line per row

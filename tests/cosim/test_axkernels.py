@@ -445,3 +445,18 @@ def test_choose_path_reports_model():
     assert path == "exact" and "model" in why
     rnd = ak.analyze((np.random.default_rng(0).integers(0, 65536, (256, 256)).astype(np.uint16), False))
     assert ak.choose_path(rnd, 1024, 1152, 128)[0] == "lookup"
+
+
+def test_lookup_without_packed_loads_is_still_exact(monkeypatch):
+    """The big-endian fallback (one code per group) gives the same sums."""
+    rng = np.random.default_rng(11)
+    t = truncated(6)
+    A = rng.integers(0, 256, (70, 24)).astype(np.uint8)
+    B = rng.integers(0, 256, (24, 5)).astype(np.uint8)
+    x = rng.integers(0, 256, (2, 3, 6, 5)).astype(np.uint8)
+    w = rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8)
+    monkeypatch.setattr(ak, "_PACKED", False)
+    assert (ak.lookup_layout_gemm(4, 24, False)[1][:, 2] == 1).all()
+    assert np.array_equal(ak.PreparedGemm(B, (t, False), "lookup")(A), ak.lut_gemm_reference(A, B, (t, False)))
+    got = ak.PreparedConv2d(w, (t, False), 1, 1, path="lookup")(x, 3)
+    assert np.array_equal(got, ak.lut_conv2d_reference(x, w, (t, False), 1, 1, 1, 1, 3))
