@@ -1140,10 +1140,12 @@ def _emit_block(acc, nb, q, m0, ml, tout, out, emit):
         c1 = min(ml, c0 + 64)
         for j in range(nw):
             n = q * nb + j
+            # (unsigned indices: no negative-index wraparound selects in the copy loops)
+            uc0, uc1, unb, uj = uint64(c0), uint64(c1), uint64(nb), uint64(j)
             if mode == 0:
                 orow = out[n, m0:m0 + ml]
-                for mm in range(c0, c1):
-                    orow[mm] = acc[mm * nb + j]
+                for mm in range(uc0, uc1):
+                    orow[mm] = acc[mm * unb + uj]
                 continue
             o3 = emit[1]
             P = o3.shape[2]
@@ -1155,8 +1157,8 @@ def _emit_block(acc, nb, q, m0, ml, tout, out, emit):
                 ck = emit[4]
                 if whole:
                     orow = o3[b, n, p:p + c1 - c0]
-                    for mm in range(c0, c1):
-                        orow[mm - c0] = np.int64(acc[mm * nb + j]) * gm + ck
+                    for mm in range(uc0, uc1):
+                        orow[mm - uc0] = np.int64(acc[mm * unb + uj]) * gm + ck
                     continue
                 for mm in range(c0, c1):
                     o3[b, n, p] = np.int64(acc[mm * nb + j]) * gm + ck
@@ -1175,9 +1177,10 @@ def _emit_block(acc, nb, q, m0, ml, tout, out, emit):
                 bi = emit[9][n]
                 if whole:
                     orow = o3[b, n, p:p + c1 - c0]
-                    for mm in range(c0, c1):
-                        v = np.float64(acc[mm * nb + j]) * fgm + (sb - z * rowsum[m0 + mm])
-                        orow[mm - c0] = np.float32(v * sc + bi)
+                    rs = rowsum[m0:m0 + ml]
+                    for mm in range(uc0, uc1):
+                        v = np.float64(acc[mm * unb + uj]) * fgm + (sb - z * rs[mm])
+                        orow[mm - uc0] = np.float32(v * sc + bi)
                     continue
                 for mm in range(c0, c1):
                     v = np.float64(acc[mm * nb + j]) * fgm + (sb - z * rowsum[m0 + mm])
