@@ -68,20 +68,21 @@ MAX_FACTOR_RANK = 16  # factorization is not attempted beyond this bilinear rank
 
 # Cost model for the automatic path choice (ns, measured on the 2-core AMD EPYC (Zen 3)
 # development machine, single thread; see benchmarks/bench_kernels.py). Only ratios matter.
-# The LUT_* constants were refitted (least squares over 9 layer shapes x 4 designs) after the
-# kernel moved to packed 8-code groups; the refit changed no path choice on those shapes.
+# Refitted (non-negative least squares over the 9 benchmark shapes x 4 designs, every path)
+# after the lookup kernel moved to packed 8-code groups: mean time of the chosen path 1.002x
+# the fastest measured one (1.025x with the old constants, which sent first conv layers to the
+# factored path, whose output pass dominates there).
 GEMM_NS_PER_MAC = 0.04  # float32 BLAS, per MAC (narrow layers count as N = 16)
 CONVERT_NS_PER_ELEM = 0.8  # patch gathering + factor conversion, per element and factor
-CONV_NS_PER_MAC = 0.04  # torch direct convolution, per MAC (output channels padded to 8)
-CONVERT_PLANE_NS = 0.6  # factor conversion of the padded ifmap, per element and factor
-LUT_NARROW_NS = 0.76  # int16-accumulating lookup kernel, per (m, k, 16-column block)
-LUT_WIDE_NS = 0.95  # int32-accumulating lookup kernel, per (m, k, 16-column block)
+CONV_NS_PER_MAC = 0.024  # torch direct convolution, per MAC (output channels padded to 8)
+CONVERT_PLANE_NS = 1.95  # factor conversion of the padded ifmap, per element and factor
+LUT_NARROW_NS = 0.96  # int16-accumulating lookup kernel, per (m, k, 16-column block)
+LUT_WIDE_NS = 1.19  # int32-accumulating lookup kernel, per (m, k, 16-column block)
 LUT_NB8_FACTOR = 0.8  # an 8-column block costs this fraction of a 16-column one
-LUT_ROW_BYTE_NS = 0.027  # streaming the per-layer table rows from memory, per byte and call
-LUT_OUT_NS = 1.9  # accumulators to the (int64 or float32) output, per output element
-CONV_OUT_NS = 1.5  # direct convolution: channels-last float output to the output, per element
-CONV_OUT_BLOCKED_NS = 2.0  # the same when N % 8 != 0 (torch 2.13 still answers NHWC; re-measured
-# on LeNet-5 conv1, N = 6: exact ~6.0 ms vs lookup ~6.1 ms for 256 images, single thread)
+LUT_ROW_BYTE_NS = 0.02  # streaming the per-layer table rows from memory, per byte and call
+LUT_OUT_NS = 1.24  # accumulators to the (int64 or float32) output, per output element
+CONV_OUT_NS = 2.65  # direct convolution: channels-last float output to the output, per element
+CONV_OUT_BLOCKED_NS = 5.9  # the same when N % 8 != 0 (torch answers a slower layout)
 
 
 # ----------------------------------------------------------------------------------------

@@ -145,7 +145,10 @@ def test_assignment_errors_and_partial_assignment(lenet, images):
     with torch.no_grad():
         assert ax(images[:2]).shape == (2, 10)
     rep = at.describe(ax)
-    assert rep[0]["layer"] == "conv1" and rep[0]["path"] == "exact" and rep[1]["kind"] == "bitplane"
+    # the exact design may run as BLAS or, where the cost model finds it cheaper (LeNet's conv1
+    # has 6 output channels), as a lookup; either way the report names it
+    assert rep[0]["layer"] == "conv1" and rep[0]["kind"] == "exact" and rep[0]["path"] in ("exact", "lookup")
+    assert rep[1]["kind"] == "bitplane"
     with pytest.raises(ValueError, match="backend"):
         at.approximate(lenet, EXACT_U, backend="cuda-magic")
 
