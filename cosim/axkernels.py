@@ -1415,6 +1415,153 @@ def _torch_conv():
     return mod
 
 
+# ----------------------------------------------------------------------------------------
+# int8 backend of the factored paths (torch._int_mm: oneDNN's integer GEMM, VNNI on x86)
+# ----------------------------------------------------------------------------------------
+# Factors that fit int8 (after shifting each by a constant and moving a common divisor from
+# one side to the other) run as one int8 x int8 -> int32 GEMM: integer arithmetic, so exact
+# whenever the int32 sums cannot overflow (the reduction is cut into chunks whose bound
+# sum_k max|U| |V| stays below 2^31, summed in int64). On CPUs without VNNI, oneDNN's AVX2
+# kernels sum pairs of u8 x s8 products in saturating int16 lanes, which is not exact, so the
+# backend is used only after a self-test on worst-case operands passes on this machine.
+INT8_NS_PER_MAC = 0.005  # int8 GEMM, per MAC (N counted as at least 16)
+INT8_NS_PER_ROW = 8.0  # int8 GEMM, per output row (dominates narrow layers)
+CONVERT_I8_NS = 0.35  # codes -> int8 factors (and im2col for convolutions), per element and factor
+I32_LIMIT = 2**31 - 1
+_INT8_STATE: dict = {}
+
+
+def _int8_selftest(torch) -> bool:
+    """torch._int_mm exact on extreme and random operands (saturating kernels fail this)."""
+    rng = np.random.default_rng(0)
+    cases = [(np.full((24, 2048), a, np.int8), np.full((2048, 24), b, np.int8))
+             for a, b in ((-128, -128), (127, 127), (-128, 127), (127, -128))]
+    alt = np.where(np.arange(2048) % 2, 127, -128).astype(np.int8)
+    cases.append((np.tile(alt, (24, 1)), np.tile(alt[:, None], (1, 24))))
+    cases.append((rng.integers(-128, 128, (37, 301)).astype(np.int8), rng.integers(-128, 128, (301, 19)).astype(np.int8)))
+    cases.append((rng.integers(-128, 128, (1, 5)).astype(np.int8), rng.integers(-128, 128, (5, 1)).astype(np.int8)))
+    for a, b in cases:
+        got = torch._int_mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+        if not np.array_equal(got.astype(np.int64), a.astype(np.int64) @ b.astype(np.int64)):
+            return False
+    return True
+
+
+def int8_gemm():
+    """torch when its int8 GEMM is importable and passed the exactness self-test here, else
+    None ($COSIM_INT8_GEMM=0 switches the backend off)."""
+    if "mod" not in _INT8_STATE:
+        import os
+        mod = None
+        if os.environ.get("COSIM_INT8_GEMM", "1") != "0":
+            try:
+                import torch
+                if hasattr(torch, "_int_mm") and _int8_selftest(torch):
+                    mod = torch
+            except Exception:  # torch missing, or _int_mm unsupported on this build / CPU
+                mod = None
+        _INT8_STATE["mod"] = mod
+    return _INT8_STATE["mod"]
+
+
+def _dense_i8(torch, t):
+    """t with row-major strides (numpy and torch call a (1, K) view of a column "contiguous"
+    with any leading stride, which oneDNN then reads as the row pitch)."""
+    if isinstance(t, np.ndarray):
+        t = torch.from_numpy(t)
+    if t.stride() != (t.shape[1], 1):
+        t = torch.empty(tuple(t.shape), dtype=t.dtype).copy_(t)
+    return t
+
+
+def _int8_variant(an: TableAnalysis):
+    """(U, V, const, alpha, beta) with every factor in int8 range representing the same table,
+    or None: per factor, a common divisor moves between the sides until both value spans are
+    <= 255, then each side is shifted into [-128, 127] (shifts fold into the linear terms)."""
+    if not an.factored:
+        return None
+    U, V = an.U.astype(np.int64).copy(), an.V.astype(np.int64).copy()
+    c, al, be = int(an.const), an.alpha.astype(np.int64).copy(), an.beta.astype(np.int64).copy()
+
+    def span(x):
+        return int(x.max()) - int(x.min())
+
+    for r in range(U.shape[0]):
+        for src, dst in ((V, U), (U, V)):
+            if span(src[r]) <= 255:
+                continue
+            g = int(np.gcd.reduce(np.abs(src[r]))) or 1
+            d = next((d for d in range(2, g + 1) if g % d == 0 and span(src[r]) // d <= 255), None)
+            if d is None or span(dst[r]) * d > 255:
+                continue
+            src[r] //= d
+            dst[r] *= d
+        if span(U[r]) > 255 or span(V[r]) > 255:
+            return None
+        mu = 0 if U[r].min() >= -128 and U[r].max() <= 127 else int(U[r].min()) + 128
+        nu = 0 if V[r].min() >= -128 and V[r].max() <= 127 else int(V[r].min()) + 128
+        be += mu * V[r]  # (u' + mu)(v' + nu) = u' v' + nu u' + mu v
+        U[r] -= mu
+        V[r] -= nu
+        al += nu * U[r]
+    return U, V, c, al, be
+
+
+@njit(parallel=True, cache=True)
+def _convert_cols_i8(AT, U8, aff_s, aff_t, affine, signed, alpha, use_alpha, want_rowsum, XT):
+    """int8 `_convert_cols`: XT[r*K + k, m] = U8[r, AT[k, m]] (integer arithmetic when every
+    factor is affine in the code value), with the same salpha and rowsum."""
+    K, M = AT.shape
+    R = U8.shape[0]
+    salpha = np.zeros(M, np.int64)
+    rowsum = np.zeros(M, np.int64)
+    cb = 2048
+    for t in prange((M + cb - 1) // cb):
+        m0 = t * cb
+        m1 = min(M, m0 + cb)
+        for r in range(R):
+            sr = np.int32(aff_s[r])
+            tr = np.int32(aff_t[r])
+            for k in range(K):
+                row = r * K + k
+                if affine and signed:
+                    for m in range(m0, m1):
+                        XT[row, m] = np.int8(sr * np.int32(np.int8(AT[k, m])) + tr)
+                elif affine:
+                    for m in range(m0, m1):
+                        XT[row, m] = np.int8(sr * np.int32(AT[k, m]) + tr)
+                else:
+                    for m in range(m0, m1):
+                        XT[row, m] = U8[r, AT[k, m]]
+        if use_alpha:
+            for k in range(K):
+                for m in range(m0, m1):
+                    salpha[m] += alpha[AT[k, m]]
+        if want_rowsum:
+            for k in range(K):
+                for m in range(m0, m1):
+                    rowsum[m] += AT[k, m]
+    return XT, salpha, rowsum
+
+
+_INT8_VARIANTS: dict = {}
+
+
+def _int8_factors_of(an: TableAnalysis):
+    """`_int8_variant` of an analysis, cached (analyses are cached per table)."""
+    key = id(an)
+    hit = _INT8_VARIANTS.get(key)
+    if hit is None or hit[0] is not an:
+        hit = _INT8_VARIANTS[key] = (an, _int8_variant(an))
+    return hit[1]
+
+
+def _int8_cost(an: TableAnalysis, M: int, K: int, N: int) -> float:
+    r = max(an.rank, 1)
+    return (INT8_NS_PER_MAC * r * M * K * max(N, 16) + INT8_NS_PER_ROW * M + CONVERT_I8_NS * r * M * K
+            + LUT_OUT_NS * M * N)
+
+
 @njit(parallel=True, cache=True)
 def _convert_planes(x, lut, out):
     """out[b, h, w, r*C + c] = lut[r, x[b, c, h, w]]: the factor planes of an ifmap, channels
@@ -1530,13 +1677,20 @@ def _lookup_cost(an: TableAnalysis, M: int, K: int, N: int) -> float:
     return per * M * K * nblk + LUT_ROW_BYTE_NS * K * 256 * nblk * nb * 2 + LUT_OUT_NS * M * N
 
 
-def estimate_costs(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0) -> dict[str, float]:
+def estimate_costs(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0,
+                   int8: bool | None = None) -> dict[str, float]:
     """Modelled time (ns) of each available path for an M x K x N GEMM (see the constants above).
 
     conv_in > 0: the GEMM is a convolution whose padded input has conv_in elements and torch
     is available, so factored tables run as one direct convolution on R factor planes.
+    int8 (None: whenever `int8_gemm` works here and the factors fit): also the factored path
+    on the int8 backend, keyed "<kind>/int8".
     """
     costs = {"lookup": _lookup_cost(an, M, K, N)}
+    if int8 is None:
+        int8 = int8_gemm() is not None
+    if int8 and _int8_factors_of(an) is not None:
+        costs[an.kind + "/int8"] = _int8_cost(an, M, K, N)
     if an.factored:
         r = max(an.rank, 1)
         if conv_in:
@@ -1549,9 +1703,11 @@ def estimate_costs(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0) 
     return costs
 
 
-def choose_path(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0) -> tuple[str, str]:
-    """(path, reason): the cheapest modelled exact path for this table and GEMM shape."""
-    costs = estimate_costs(an, M, K, N, conv_in)
+def choose_path(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0,
+                int8: bool | None = None) -> tuple[str, str]:
+    """(path, reason): the cheapest modelled exact path for this table and GEMM shape; a
+    factored path on the int8 backend is named "<kind>/int8"."""
+    costs = estimate_costs(an, M, K, N, conv_in, int8)
     best = min(costs, key=costs.get)
     reason = ", ".join(f"{k}~{v / 1e6:.2f}ms" for k, v in sorted(costs.items(), key=lambda kv: kv[1]))
     return best, f"{an.note}; model: {reason}"
@@ -1563,15 +1719,16 @@ class PreparedGemm:
     path: "auto" (per-call choice by `choose_path`), or one of PATHS (an unavailable factored
     path raises; "lowrank" accepts any factored table), or "naive" / "reference" for the plain
     kernels. Large calls are processed in row tiles so converted operands stay in cache.
-    `lookup_variant` ("auto", "narrow": int16 sums, "wide": int32 sums) and `conv_backend`
-    ("auto": torch's direct convolution when importable, "blas": im2col + BLAS) pin an
-    implementation (tests hold each one to the reference).
+    `lookup_variant` ("auto", "narrow": int16 sums, "wide": int32 sums), `conv_backend`
+    ("auto": torch's direct convolution when importable, "blas": im2col + BLAS) and
+    `factored_backend` ("auto": by the cost model; "float": float32/64 BLAS; "int8": torch's
+    integer GEMM, see `int8_gemm`) pin an implementation (tests hold each one to the reference).
     """
 
     TILE_BYTES = 4 << 20  # converted-operand bytes per row tile
 
     def __init__(self, b_codes, mult, path: str = "auto", signed: bool | None = None,
-                 lookup_variant: str = "auto", conv_backend: str = "auto"):
+                 lookup_variant: str = "auto", conv_backend: str = "auto", factored_backend: str = "auto"):
         self.mult = as_multiplier(mult, signed)
         self.B = _codes(b_codes, "b_codes")
         if self.B.ndim != 2:
@@ -1586,13 +1743,23 @@ class PreparedGemm:
             raise ValueError(f"lookup_variant must be 'auto', 'narrow' or 'wide', got {lookup_variant!r}")
         if conv_backend not in ("auto", "blas"):
             raise ValueError(f"conv_backend must be 'auto' or 'blas', got {conv_backend!r}")
+        if factored_backend not in ("auto", "float", "int8"):
+            raise ValueError(f"factored_backend must be 'auto', 'float' or 'int8', got {factored_backend!r}")
+        if factored_backend == "int8":
+            if int8_gemm() is None:
+                raise ValueError("factored_backend='int8': torch._int_mm is missing or not exact on this CPU")
+            if _int8_factors_of(self.analysis) is None:
+                raise ValueError(f"multiplier {self.mult.name!r}: factors do not fit int8 "
+                                 f"(kind {self.analysis.kind!r})")
         if lookup_variant == "narrow" and self.analysis.narrow is None:
             raise ValueError(f"multiplier {self.mult.name!r}: table too wide for the int16 lookup")
         self.requested = path
         self.K, self.N = self.B.shape
         self.lookup_variant = lookup_variant
         self.conv_backend = conv_backend
+        self.factored_backend = factored_backend
         self._factored = None
+        self._int8 = None
         self._rows: dict = {}  # lookup weight rows per table-row order
         self._conv: dict = {}
         self._paths: dict = {}
@@ -1600,6 +1767,7 @@ class PreparedGemm:
         self._wsum = None
         self._ws: dict = {}
         self.last_path = None
+        self.last_backend = None
         self.last_reason = ""
 
     # -- factored ------------------------------------------------------------------------
@@ -1844,14 +2012,83 @@ class PreparedGemm:
 
     # -- public --------------------------------------------------------------------------
     def path_for(self, M: int, conv_in: int = 0) -> tuple[str, str]:
-        """(path, reason) this layer uses for M activation rows (conv_in: see `estimate_costs`)."""
-        if self.requested != "auto":
-            return self.requested, "requested"
+        """(path, reason) this layer uses for M activation rows (conv_in: see `estimate_costs`);
+        a factored path on the int8 backend is named "<kind>/int8"."""
         key = (M, conv_in)
         hit = self._paths.get(key)
-        if hit is None:
-            hit = self._paths[key] = choose_path(self.analysis, M, self.K, self.N, conv_in)
+        if hit is not None:
+            return hit
+        fb = self.factored_backend
+        if self.requested in FACTORED:
+            if fb == "auto" and int8_gemm() is not None and _int8_factors_of(self.analysis) is not None:
+                costs = estimate_costs(self.analysis, M, self.K, self.N, conv_in)
+                hit = (self.requested + "/int8", "requested; int8 backend by the model") if (
+                    costs[self.analysis.kind + "/int8"] < costs[self.analysis.kind]) else (self.requested, "requested")
+            else:
+                hit = (self.requested + ("/int8" if fb == "int8" else ""), "requested")
+        elif self.requested != "auto":
+            hit = (self.requested, "requested")
+        else:
+            path, why = choose_path(self.analysis, M, self.K, self.N, conv_in, int8=None if fb == "auto" else False)
+            if fb == "int8" and path in FACTORED:
+                path += "/int8"
+            hit = (path, why)
+        self._paths[key] = hit
         return hit
+
+    def _use(self, M: int, conv_in: int = 0) -> tuple[str, bool]:
+        """(path, on the int8 backend) for this call, recorded for `describe`."""
+        key, reason = self.path_for(M, conv_in)
+        path, _, backend = key.partition("/")
+        self.last_path, self.last_reason = path, reason
+        self.last_backend = ("int8" if backend else "float") if path in FACTORED else None
+        return path, bool(backend)
+
+    # -- int8 backend of the factored paths ----------------------------------------------
+    def _prepare_int8(self):
+        if self._int8 is not None:
+            return self._int8
+        torch = int8_gemm()
+        U, V, c, al, be = _int8_factors_of(self.analysis)
+        R, K, N = U.shape[0], self.K, self.N
+        chunks = _greedy_chunks(_factor_bounds(U, V, self.B), I32_LIMIT)
+        if chunks is None:  # a single term cannot exceed 128 * 128: unreachable
+            raise ValueError(f"multiplier {self.mult.name!r}: int8 factor bound exceeded")
+        Y = np.empty((R * K, N), np.int8)
+        for r in range(R):
+            Y[r * K:(r + 1) * K] = V[r][self.B]
+        vals = code_values(self.analysis.signed)
+        aff_s, aff_t = np.zeros(R, np.int64), np.zeros(R, np.int64)
+        affine = True
+        for r in range(R):
+            s_r, t_r = int(U[r, 1]) - int(U[r, 0]), int(U[r, 0])
+            if not np.array_equal(s_r * vals + t_r, U[r]):
+                affine = False
+            aff_s[r], aff_t[r] = s_r, t_r
+        self._int8 = {
+            "torch": torch, "chunks": chunks, "U8": np.ascontiguousarray(U.astype(np.int8)),
+            "ys": [_dense_i8(torch, Y[a:b]) for a, b in chunks],
+            "ysT": [_dense_i8(torch, Y[a:b].T) for a, b in chunks],
+            "affine": affine, "aff_s": aff_s, "aff_t": aff_t,
+            "sbeta": np.ascontiguousarray(be[self.B].sum(axis=0), dtype=np.int64), "ck": np.int64(int(c) * K),
+            "alpha": np.ascontiguousarray(al, dtype=np.int64), "use_alpha": bool(np.any(al))}
+        return self._int8
+
+    def _int8_product(self, X, transposed: bool):
+        """sum over chunks of X_c @ Y_c (int8 X (M, R*K); or Y_c^T @ X_c with X (R*K, M) when
+        transposed), int32 from one chunk, int64 from several."""
+        f = self._int8
+        torch = f["torch"]
+        xt = torch.from_numpy(X)
+        acc = None
+        for (a, b), y, yT in zip(f["chunks"], f["ys"], f["ysT"]):
+            if transposed:
+                part = torch._int_mm(yT, _dense_i8(torch, xt[a:b]))
+            else:
+                part = torch._int_mm(_dense_i8(torch, xt[:, a:b]), y)
+            part = part.numpy()
+            acc = part if acc is None else acc.astype(np.int64) + part
+        return acc
 
     def _epilogue_state(self, epilogue: Epilogue):
         affine = epilogue.affine
@@ -1884,8 +2121,7 @@ class PreparedGemm:
         if A.ndim != 2 or A.shape[1] != self.K:
             raise ValueError(f"a_codes must be (M, {self.K}), got shape {A.shape}")
         M = A.shape[0]
-        path, reason = self.path_for(M)
-        self.last_path, self.last_reason = path, reason
+        path, on_int8 = self._use(M)
         st = None if epilogue is None else self._epilogue_state(epilogue)
         if out is None:
             out = np.empty((M, self.N, 1), np.int64 if epilogue is None else np.float32)
@@ -1899,6 +2135,13 @@ class PreparedGemm:
         for m0 in range(0, M, step):
             At = A[m0:min(M, m0 + step)]
             mt = At.shape[0]
+            if on_int8:
+                f = self._prepare_int8()
+                X = self._buffer("X8", (mt, f["U8"].shape[0] * self.K), np.int8)
+                X, salpha, rs = _convert(At, f["U8"], f["alpha"], f["use_alpha"], want_rs, X)
+                acc = self._int8_product(X, False)
+                self._emit(acc, False, one, salpha, f["sbeta"], f["ck"], rs, st, out, row0 + m0)
+                continue
             if factored:
                 f = self._prepare_factored()
                 X = self._buffer("X", (mt, f["Uf"].shape[0] * self.K), f["dtype"])
@@ -1945,14 +2188,24 @@ class PreparedGemm:
         KH, KW, sh, sw, dh, dw, Ho, Wo = geom
         M = x.shape[0] * Ho * Wo
         plan = self.conv_plan_for(x.shape[1], KH, KW, padding, pad_code)
-        path, reason = self.path_for(M, x.size if plan is not None else 0)
-        self.last_path, self.last_reason = path, reason
+        path, on_int8 = self._use(M, x.size if plan is not None else 0)
         st = None if epilogue is None else self._epilogue_state(epilogue)
         want_rs = st is not None and st[0]
         one = np.int64(1)
+        ph, pw = padding
+        if on_int8:
+            f = self._prepare_int8()
+            xp = pad_codes(x, padding, pad_code, out=self._buffer(
+                "xp", x.shape[:2] + (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), np.uint8))
+            AT = _im2col_cols(xp, KH, KW, sh, sw, dh, dw, Ho, Wo)
+            XT = self._buffer("XT8", (f["U8"].shape[0] * self.K, M), np.int8)
+            XT, salpha, rs = _convert_cols_i8(AT, f["U8"], f["aff_s"], f["aff_t"], f["affine"], self.analysis.signed,
+                                              f["alpha"], f["use_alpha"], want_rs, XT)
+            accT = self._int8_product(XT, True)
+            self._emit(accT, True, one, salpha, f["sbeta"], f["ck"], rs, st, out, row0)
+            return out
         if path in FACTORED and plan is not None:
             return self._run_conv(plan, x, padding, pad_code & 0xFF, geom, st, want_rs, out, row0)
-        ph, pw = padding
         if path == "lookup":
             # NHWC copy of the padded ifmap, read in place by the kernel (implicit im2col),
             # with the 8 bytes past the end a group of 4 loads
@@ -1992,7 +2245,8 @@ class PreparedGemm:
     def describe(self) -> dict:
         """JSON-ready: multiplier, table kind, last path used and why."""
         return {"multiplier": self.mult.name, "kind": self.analysis.kind, "rank": self.analysis.rank,
-                "K": self.K, "N": self.N, "path": self.last_path, "reason": self.last_reason}
+                "K": self.K, "N": self.N, "path": self.last_path, "backend": self.last_backend,
+                "reason": self.last_reason}
 
 
 def ax_gemm(a_codes, b_codes, mult, path: str = "auto", signed: bool | None = None) -> np.ndarray:
@@ -2012,7 +2266,7 @@ class PreparedConv2d:
 
     def __init__(self, w_codes, mult, stride=1, padding=0, dilation=1, groups: int = 1,
                  path: str = "auto", signed: bool | None = None, lookup_variant: str = "auto",
-                 conv_backend: str = "auto"):
+                 conv_backend: str = "auto", factored_backend: str = "auto"):
         w = _codes(w_codes, "w_codes")
         if w.ndim != 4 or w.shape[0] % groups:
             raise ValueError(f"w_codes must be (O, C/groups, kh, kw) with O divisible by groups={groups}, got {w.shape}")
@@ -2022,7 +2276,7 @@ class PreparedConv2d:
         O, Cg, kh, kw = w.shape
         og = O // groups
         self.gemms = [PreparedGemm(w[g * og:(g + 1) * og].reshape(og, -1).T, mult, path, signed,
-                                   lookup_variant, conv_backend) for g in range(groups)]
+                                   lookup_variant, conv_backend, factored_backend) for g in range(groups)]
 
     def __call__(self, x_codes, pad_code: int = 0, epilogue: Epilogue | None = None):
         """LUT convolution of x (B, C, H, W) codes.

@@ -85,7 +85,8 @@ def paths_for(table, signed):
 
 def variants_for(table, signed):
     """(path, kwargs) pairs: every path, and every implementation of the lookup and factored
-    paths (int16 / int32 lookup sums; torch direct convolution / im2col + BLAS)."""
+    paths (int16 / int32 lookup sums; torch direct convolution / im2col + BLAS; float / int8
+    factored backends)."""
     an, paths = paths_for(table, signed)
     out = [(p, {}) for p in paths]
     out.append(("lookup", {"lookup_variant": "wide"}))
@@ -93,6 +94,9 @@ def variants_for(table, signed):
         out.append(("lookup", {"lookup_variant": "narrow"}))
     if an.factored:
         out.append((an.kind, {"conv_backend": "blas"}))
+        out.append((an.kind, {"factored_backend": "float"}))
+        if ak.int8_gemm() is not None and ak._int8_factors_of(an) is not None:
+            out.append((an.kind, {"factored_backend": "int8"}))
     return out
 
 
@@ -442,7 +446,8 @@ def test_errors_name_the_problem():
 def test_choose_path_reports_model():
     an = ak.analyze((exact_table(False).astype(np.uint16), False))
     path, why = ak.choose_path(an, 1024, 1152, 128)
-    assert path == "exact" and "model" in why
+    assert path in ("exact", "exact/int8") and "model" in why
+    assert ak.choose_path(an, 1024, 1152, 128, int8=False)[0] == "exact"
     rnd = ak.analyze((np.random.default_rng(0).integers(0, 65536, (256, 256)).astype(np.uint16), False))
     assert ak.choose_path(rnd, 1024, 1152, 128)[0] == "lookup"
 
@@ -460,3 +465,78 @@ def test_lookup_without_packed_loads_is_still_exact(monkeypatch):
     assert np.array_equal(ak.PreparedGemm(B, (t, False), "lookup")(A), ak.lut_gemm_reference(A, B, (t, False)))
     got = ak.PreparedConv2d(w, (t, False), 1, 1, path="lookup")(x, 3)
     assert np.array_equal(got, ak.lut_conv2d_reference(x, w, (t, False), 1, 1, 1, 1, 3))
+
+
+# -- int8 backend ----------------------------------------------------------------------------
+needs_int8 = pytest.mark.skipif(ak.int8_gemm() is None, reason="torch._int_mm missing or inexact on this CPU")
+
+
+@SETTINGS
+@given(kind=st.sampled_from(["exact", "trunc", "perf", "lowrank"]), signed=st.booleans(), seed=st.integers(0, 2**31))
+def test_int8_variant_represents_the_table(kind, signed, seed):
+    """Shifted, rebalanced int8 factors plus their linear terms rebuild the table exactly."""
+    rng = np.random.default_rng(seed)
+    t = table_for(kind, rng, signed)
+    an = ak.analyze((t, signed))
+    v = ak._int8_variant(an)
+    if v is None:
+        return
+    U, V, c, al, be = v
+    assert U.min() >= -128 and U.max() <= 127 and V.min() >= -128 and V.max() <= 127
+    assert np.array_equal(c + al[:, None] + be[None, :] + U.T @ V, t.astype(np.int64))
+
+
+def test_int8_variant_covers_the_partial_product_designs():
+    """Exact, perforated and truncated tables (factors up to 2^14 before rebalancing) fit int8."""
+    for t, signed in ((exact_table(False), False), (exact_table(True), True), (truncated(6), False),
+                      (truncated(8, correction=100), False), (perforated(1, 2, False), False)):
+        assert ak._int8_variant(ak.analyze((t, signed))) is not None
+
+
+@needs_int8
+def test_int8_backend_long_reductions_are_exact():
+    """Worst-case operands over a long reduction: int32 chunks summed in int64 where needed."""
+    rng = np.random.default_rng(3)
+    for t, signed in ((exact_table(False), False), (exact_table(True), True), (truncated(6), False)):
+        m = (t, signed)
+        for A, B in ((np.full((3, 20000), 255, np.uint8), np.full((20000, 2), 255, np.uint8)),
+                     (np.full((3, 20000), 128, np.uint8), np.full((20000, 2), 128, np.uint8)),
+                     (rng.integers(0, 256, (5, 9000)).astype(np.uint8), rng.integers(0, 256, (9000, 3)).astype(np.uint8))):
+            g = ak.PreparedGemm(B, m, ak.analyze(m).kind, factored_backend="int8")
+            assert np.array_equal(g(A), ak.lut_gemm_reference(A, B, m))
+            assert g.describe()["backend"] == "int8"
+
+
+@needs_int8
+def test_int8_backend_is_reported_and_pinnable():
+    t = exact_table(False)
+    rng = np.random.default_rng(0)
+    A = rng.integers(0, 256, (300, 64)).astype(np.uint8)
+    B = rng.integers(0, 256, (64, 32)).astype(np.uint8)
+    assert ak.choose_path(ak.analyze((t, False)), 1024, 1152, 128)[0] == "exact/int8"
+    g = ak.PreparedGemm(B, (t, False))
+    g(A)
+    assert g.describe()["path"] == "exact" and g.describe()["backend"] == "int8"
+    g = ak.PreparedGemm(B, (t, False), factored_backend="float")
+    g(A)
+    assert g.describe()["backend"] == "float"
+    with pytest.raises(ValueError, match="factored_backend must be"):
+        ak.PreparedGemm(B, (t, False), factored_backend="vnni")
+    rnd = np.random.default_rng(0).integers(0, 65536, (256, 256)).astype(np.uint16)
+    with pytest.raises(ValueError, match="do not fit int8"):
+        ak.PreparedGemm(B, (rnd, False), factored_backend="int8")
+
+
+def test_int8_backend_off_without_a_passing_selftest(monkeypatch):
+    """$COSIM_INT8_GEMM=0 (or a failed self-test) leaves only the float backend."""
+    monkeypatch.setattr(ak, "_INT8_STATE", {})
+    monkeypatch.setenv("COSIM_INT8_GEMM", "0")
+    assert ak.int8_gemm() is None
+    an = ak.analyze((exact_table(False), False))
+    assert "exact/int8" not in ak.estimate_costs(an, 100, 100, 16)
+    with pytest.raises(ValueError, match="_int_mm"):
+        ak.PreparedGemm(np.zeros((4, 4), np.uint8), (exact_table(False), False), factored_backend="int8")
+    monkeypatch.setattr(ak, "_INT8_STATE", {})
+    monkeypatch.delenv("COSIM_INT8_GEMM")
+    monkeypatch.setattr(ak, "_int8_selftest", lambda torch: False)
+    assert ak.int8_gemm() is None
