@@ -20,6 +20,12 @@ Fast paths, each bit-exact against the reference (tests/cosim/test_axkernels.py)
   The factored paths (these three) run a GEMM as one BLAS product over the r factor matrices,
   and a convolution as one torch direct convolution over r factor planes of the padded ifmap
   (no patch matrix; im2col + BLAS when torch is missing).
+- int8 backend of the three factored paths: where the factors fit int8 (each shifted by a
+  constant, a common divisor moved between the sides; `_int8_variant`), the r factor
+  matrices run as one int8 x int8 -> int32 GEMM (torch._int_mm; oneDNN's VNNI kernels),
+  exact integer arithmetic with the reduction cut into chunks whose bound stays below 2^31.
+  Used only after a self-test on worst-case operands passes on this CPU (`int8_gemm`);
+  convolutions take it as im2col + GEMM. The cost model picks float or int8 per layer.
 - ``lookup``: a lookup kernel over per-layer precomputed weight rows G[k, a, :] = T[a, B[k, :]]
   (the weights are fixed, so this is built once per layer, on 64-byte boundaries): each (m, k)
   adds one contiguous row of 8 or 16 columns with explicit AVX2 vector adds, eight tables at a
@@ -1424,9 +1430,9 @@ def _torch_conv():
 # sum_k max|U| |V| stays below 2^31, summed in int64). On CPUs without VNNI, oneDNN's AVX2
 # kernels sum pairs of u8 x s8 products in saturating int16 lanes, which is not exact, so the
 # backend is used only after a self-test on worst-case operands passes on this machine.
-INT8_NS_PER_MAC = 0.005  # int8 GEMM, per MAC (N counted as at least 16)
+INT8_NS_PER_MAC = 0.0056  # int8 GEMM, per MAC (N counted as at least 16)
 INT8_NS_PER_ROW = 8.0  # int8 GEMM, per output row (dominates narrow layers)
-CONVERT_I8_NS = 0.35  # codes -> int8 factors (and im2col for convolutions), per element and factor
+CONVERT_I8_NS = 0.42  # codes -> int8 factors, per element and factor
 I32_LIMIT = 2**31 - 1
 _INT8_STATE: dict = {}
 
@@ -1505,43 +1511,6 @@ def _int8_variant(an: TableAnalysis):
         V[r] -= nu
         al += nu * U[r]
     return U, V, c, al, be
-
-
-@njit(parallel=True, cache=True)
-def _convert_cols_i8(AT, U8, aff_s, aff_t, affine, signed, alpha, use_alpha, want_rowsum, XT):
-    """int8 `_convert_cols`: XT[r*K + k, m] = U8[r, AT[k, m]] (integer arithmetic when every
-    factor is affine in the code value), with the same salpha and rowsum."""
-    K, M = AT.shape
-    R = U8.shape[0]
-    salpha = np.zeros(M, np.int64)
-    rowsum = np.zeros(M, np.int64)
-    cb = 2048
-    for t in prange((M + cb - 1) // cb):
-        m0 = t * cb
-        m1 = min(M, m0 + cb)
-        for r in range(R):
-            sr = np.int32(aff_s[r])
-            tr = np.int32(aff_t[r])
-            for k in range(K):
-                row = r * K + k
-                if affine and signed:
-                    for m in range(m0, m1):
-                        XT[row, m] = np.int8(sr * np.int32(np.int8(AT[k, m])) + tr)
-                elif affine:
-                    for m in range(m0, m1):
-                        XT[row, m] = np.int8(sr * np.int32(AT[k, m]) + tr)
-                else:
-                    for m in range(m0, m1):
-                        XT[row, m] = U8[r, AT[k, m]]
-        if use_alpha:
-            for k in range(K):
-                for m in range(m0, m1):
-                    salpha[m] += alpha[AT[k, m]]
-        if want_rowsum:
-            for k in range(K):
-                for m in range(m0, m1):
-                    rowsum[m] += AT[k, m]
-    return XT, salpha, rowsum
 
 
 _INT8_VARIANTS: dict = {}
@@ -1684,12 +1653,14 @@ def estimate_costs(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0,
     conv_in > 0: the GEMM is a convolution whose padded input has conv_in elements and torch
     is available, so factored tables run as one direct convolution on R factor planes.
     int8 (None: whenever `int8_gemm` works here and the factors fit): also the factored path
-    on the int8 backend, keyed "<kind>/int8".
+    on the int8 backend, keyed "<kind>/int8" (GEMMs only: for convolutions its im2col and
+    operand conversion measured 2-7x slower than the direct convolution, so it is offered
+    only when pinned with factored_backend="int8").
     """
     costs = {"lookup": _lookup_cost(an, M, K, N)}
     if int8 is None:
         int8 = int8_gemm() is not None
-    if int8 and _int8_factors_of(an) is not None:
+    if int8 and not conv_in and _int8_factors_of(an) is not None:
         costs[an.kind + "/int8"] = _int8_cost(an, M, K, N)
     if an.factored:
         r = max(an.rank, 1)
@@ -2023,7 +1994,8 @@ class PreparedGemm:
             if fb == "auto" and int8_gemm() is not None and _int8_factors_of(self.analysis) is not None:
                 costs = estimate_costs(self.analysis, M, self.K, self.N, conv_in)
                 hit = (self.requested + "/int8", "requested; int8 backend by the model") if (
-                    costs[self.analysis.kind + "/int8"] < costs[self.analysis.kind]) else (self.requested, "requested")
+                    costs.get(self.analysis.kind + "/int8", np.inf) < costs[self.analysis.kind]) else (
+                    self.requested, "requested")
             else:
                 hit = (self.requested + ("/int8" if fb == "int8" else ""), "requested")
         elif self.requested != "auto":
@@ -2058,7 +2030,7 @@ class PreparedGemm:
         for r in range(R):
             Y[r * K:(r + 1) * K] = V[r][self.B]
         vals = code_values(self.analysis.signed)
-        aff_s, aff_t = np.zeros(R, np.int64), np.zeros(R, np.int64)
+        aff_s, aff_t = np.zeros(R, np.float32), np.zeros(R, np.float32)
         affine = True
         for r in range(R):
             s_r, t_r = int(U[r, 1]) - int(U[r, 0]), int(U[r, 0])
@@ -2199,8 +2171,8 @@ class PreparedGemm:
                 "xp", x.shape[:2] + (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), np.uint8))
             AT = _im2col_cols(xp, KH, KW, sh, sw, dh, dw, Ho, Wo)
             XT = self._buffer("XT8", (f["U8"].shape[0] * self.K, M), np.int8)
-            XT, salpha, rs = _convert_cols_i8(AT, f["U8"], f["aff_s"], f["aff_t"], f["affine"], self.analysis.signed,
-                                              f["alpha"], f["use_alpha"], want_rs, XT)
+            XT, salpha, rs = _convert_cols(AT, f["U8"], f["aff_s"], f["aff_t"], f["affine"], self.analysis.signed,
+                                           f["alpha"], f["use_alpha"], want_rs, XT)
             accT = self._int8_product(XT, True)
             self._emit(accT, True, one, salpha, f["sbeta"], f["ck"], rs, st, out, row0)
             return out
