@@ -2217,7 +2217,7 @@ class PreparedGemm:
     def describe(self) -> dict:
         """JSON-ready: multiplier, table kind, last path used and why."""
         return {"multiplier": self.mult.name, "kind": self.analysis.kind, "rank": self.analysis.rank,
-                "K": self.K, "N": self.N, "path": self.last_path, "backend": self.last_backend,
+                "K": self.K, "N": self.N, "path": self.last_path, "factored_backend": self.last_backend,
                 "reason": self.last_reason}
 
 

@@ -504,7 +504,7 @@ def test_int8_backend_long_reductions_are_exact():
                      (rng.integers(0, 256, (5, 9000)).astype(np.uint8), rng.integers(0, 256, (9000, 3)).astype(np.uint8))):
             g = ak.PreparedGemm(B, m, ak.analyze(m).kind, factored_backend="int8")
             assert np.array_equal(g(A), ak.lut_gemm_reference(A, B, m))
-            assert g.describe()["backend"] == "int8"
+            assert g.describe()["factored_backend"] == "int8"
 
 
 @needs_int8
@@ -516,10 +516,10 @@ def test_int8_backend_is_reported_and_pinnable():
     assert ak.choose_path(ak.analyze((t, False)), 1024, 1152, 128)[0] == "exact/int8"
     g = ak.PreparedGemm(B, (t, False))
     g(A)
-    assert g.describe()["path"] == "exact" and g.describe()["backend"] == "int8"
+    assert g.describe()["path"] == "exact" and g.describe()["factored_backend"] == "int8"
     g = ak.PreparedGemm(B, (t, False), factored_backend="float")
     g(A)
-    assert g.describe()["backend"] == "float"
+    assert g.describe()["factored_backend"] == "float"
     with pytest.raises(ValueError, match="factored_backend must be"):
         ak.PreparedGemm(B, (t, False), factored_backend="vnni")
     rnd = np.random.default_rng(0).integers(0, 65536, (256, 256)).astype(np.uint16)
