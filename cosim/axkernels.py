@@ -24,8 +24,9 @@ Fast paths, each bit-exact against the reference (tests/cosim/test_axkernels.py)
   constant, a common divisor moved between the sides; `_int8_variant`), the r factor
   matrices run as one int8 x int8 -> int32 GEMM (torch._int_mm; oneDNN's VNNI kernels),
   exact integer arithmetic with the reduction cut into chunks whose bound stays below 2^31.
-  Used only after a self-test on worst-case operands passes on this CPU (`int8_gemm`);
-  convolutions take it as im2col + GEMM. The cost model picks float or int8 per layer.
+  Used only after a self-test on worst-case operands passes on this CPU (`int8_gemm`). The
+  cost model picks float or int8 per GEMM; convolutions (im2col + int8 GEMM) take it only
+  when pinned, as their operand conversion costs more than torch's direct convolution.
 - ``lookup``: a lookup kernel over per-layer precomputed weight rows G[k, a, :] = T[a, B[k, :]]
   (the weights are fixed, so this is built once per layer, on 64-byte boundaries): each (m, k)
   adds one contiguous row of 8 or 16 columns with explicit AVX2 vector adds, eight tables at a
@@ -173,6 +174,7 @@ class TableAnalysis:
     error_rank: int = -1  # rank of T - exact (float estimate, for reports)
     note: str = ""
     narrow: tuple | None = None  # (offset, scale, rows) of the int16 lookup (`narrow_lut`), or None
+    int8: tuple | None = field(default=None, repr=False)  # `_int8_variant` factors, or None
 
     @property
     def factored(self) -> bool:
@@ -371,7 +373,8 @@ def analyze(mult, signed: bool | None = None, max_rank: int = MAX_FACTOR_RANK) -
         if key in _ANALYSIS_CACHE:
             _ANALYSIS_CACHE.move_to_end(key)
             return _ANALYSIS_CACHE[key]
-    res = dataclasses.replace(_analyze(mt, max_rank), narrow=narrow_lut(mt.table))
+    an = _analyze(mt, max_rank)
+    res = dataclasses.replace(an, narrow=narrow_lut(mt.table), int8=_int8_variant(an))
     with _ANALYSIS_LOCK:
         _ANALYSIS_CACHE[key] = res
         while len(_ANALYSIS_CACHE) > 256:
@@ -1497,7 +1500,7 @@ def _int8_variant(an: TableAnalysis):
             if span(src[r]) <= 255:
                 continue
             g = int(np.gcd.reduce(np.abs(src[r]))) or 1
-            d = next((d for d in range(2, g + 1) if g % d == 0 and span(src[r]) // d <= 255), None)
+            d = next((d for d in range(max(2, -(-span(src[r]) // 255)), g + 1) if g % d == 0), None)
             if d is None or span(dst[r]) * d > 255:
                 continue
             src[r] //= d
@@ -1511,18 +1514,6 @@ def _int8_variant(an: TableAnalysis):
         V[r] -= nu
         al += nu * U[r]
     return U, V, c, al, be
-
-
-_INT8_VARIANTS: dict = {}
-
-
-def _int8_factors_of(an: TableAnalysis):
-    """`_int8_variant` of an analysis, cached (analyses are cached per table)."""
-    key = id(an)
-    hit = _INT8_VARIANTS.get(key)
-    if hit is None or hit[0] is not an:
-        hit = _INT8_VARIANTS[key] = (an, _int8_variant(an))
-    return hit[1]
 
 
 def _int8_cost(an: TableAnalysis, M: int, K: int, N: int) -> float:
@@ -1660,7 +1651,7 @@ def estimate_costs(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0,
     costs = {"lookup": _lookup_cost(an, M, K, N)}
     if int8 is None:
         int8 = int8_gemm() is not None
-    if int8 and not conv_in and _int8_factors_of(an) is not None:
+    if int8 and not conv_in and an.int8 is not None:
         costs[an.kind + "/int8"] = _int8_cost(an, M, K, N)
     if an.factored:
         r = max(an.rank, 1)
@@ -1719,7 +1710,7 @@ class PreparedGemm:
         if factored_backend == "int8":
             if int8_gemm() is None:
                 raise ValueError("factored_backend='int8': torch._int_mm is missing or not exact on this CPU")
-            if _int8_factors_of(self.analysis) is None:
+            if self.analysis.int8 is None:
                 raise ValueError(f"multiplier {self.mult.name!r}: factors do not fit int8 "
                                  f"(kind {self.analysis.kind!r})")
         if lookup_variant == "narrow" and self.analysis.narrow is None:
@@ -1991,7 +1982,7 @@ class PreparedGemm:
             return hit
         fb = self.factored_backend
         if self.requested in FACTORED:
-            if fb == "auto" and int8_gemm() is not None and _int8_factors_of(self.analysis) is not None:
+            if fb == "auto" and int8_gemm() is not None and self.analysis.int8 is not None:
                 costs = estimate_costs(self.analysis, M, self.K, self.N, conv_in)
                 hit = (self.requested + "/int8", "requested; int8 backend by the model") if (
                     costs.get(self.analysis.kind + "/int8", np.inf) < costs[self.analysis.kind]) else (
@@ -2021,7 +2012,7 @@ class PreparedGemm:
         if self._int8 is not None:
             return self._int8
         torch = int8_gemm()
-        U, V, c, al, be = _int8_factors_of(self.analysis)
+        U, V, c, al, be = self.analysis.int8
         R, K, N = U.shape[0], self.K, self.N
         chunks = _greedy_chunks(_factor_bounds(U, V, self.B), I32_LIMIT)
         if chunks is None:  # a single term cannot exceed 128 * 128: unreachable

@@ -95,7 +95,7 @@ def variants_for(table, signed):
     if an.factored:
         out.append((an.kind, {"conv_backend": "blas"}))
         out.append((an.kind, {"factored_backend": "float"}))
-        if ak.int8_gemm() is not None and ak._int8_factors_of(an) is not None:
+        if ak.int8_gemm() is not None and an.int8 is not None:
             out.append((an.kind, {"factored_backend": "int8"}))
     return out
 
