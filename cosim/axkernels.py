@@ -688,6 +688,87 @@ def _convert(A, Uf, alpha, use_alpha, want_rowsum, X):
     return X, salpha, rowsum
 
 
+def bit_fields(U: np.ndarray) -> np.ndarray | None:
+    """(R, 5) int64 rows (flip, shift, mask, scale, offset) with U[r, a] =
+    scale * (((a ^ flip) >> shift) & mask) + offset for every code a (flip 0, or 128 for the
+    value of a two's complement code: int8(a) = (a ^ 128) - 128), or None when a factor has no
+    such form. The partial-product factors all do (bit planes, high-bit fields, the code
+    value), and in this form the conversion is arithmetic that vectorizes instead of one
+    table load per element."""
+    a = np.arange(256, dtype=np.int64)
+    out = []
+    for u in np.asarray(U, np.int64):
+        hit = None
+        for flip in (0, 128):
+            b = a ^ flip
+            for sh in range(8):
+                for width in range(1, 9 - sh):
+                    mask = (1 << width) - 1
+                    s, t = int(u[(1 << sh) ^ flip] - u[flip]), int(u[flip])
+                    if np.array_equal(u, s * ((b >> sh) & mask) + t):
+                        hit = (flip, sh, mask, s, t)
+                        break
+                if hit:
+                    break
+            if hit:
+                break
+        if hit is None:
+            return None
+        out.append(hit)
+    return np.array(out, np.int64).reshape(-1, 5)
+
+
+def linear_in_fields(alpha: np.ndarray, U: np.ndarray) -> np.ndarray | None:
+    """Integer (c_0 .. c_{R-1}, c_R) with alpha[a] = sum_r c_r U[r, a] + c_R exactly, or None."""
+    basis = np.vstack([np.asarray(U, np.float64), np.ones((1, 256))]).T
+    coef = np.rint(np.linalg.lstsq(basis, np.asarray(alpha, np.float64), rcond=None)[0]).astype(np.int64)
+    rebuilt = np.asarray(U, np.int64).T @ coef[:-1] + coef[-1]
+    return coef if np.array_equal(rebuilt, np.asarray(alpha, np.int64)) else None
+
+
+@njit(parallel=True, cache=True)
+def _convert_fields_i8(A, fields, coef, use_coef, alpha, use_alpha, want_rowsum, X):
+    """`_convert` into int8 for factors in bit-field form (see `bit_fields`):
+    X[m, r*K + k] = scale_r * (((A[m, k] ^ flip_r) >> shift_r) & mask_r) + offset_r. salpha[m] =
+    sum_k alpha[A[m, k]], from the factor row sums when alpha is linear in the factors
+    (use_coef: coef from `linear_in_fields`), else by lookup; rowsum as `_convert`."""
+    M, K = A.shape
+    R = fields.shape[0]
+    salpha = np.zeros(M, np.int64)
+    rowsum = np.zeros(M, np.int64)
+    for m in prange(M):
+        sa = np.int64(0)
+        for r in range(R):
+            fl = np.int32(fields[r, 0])
+            sh = np.int32(fields[r, 1])
+            mk = np.int32(fields[r, 2])
+            sc = np.int32(fields[r, 3])
+            of = np.int32(fields[r, 4])
+            xr = X[m, r * K:(r + 1) * K]
+            ar = A[m]
+            s = np.int32(0)
+            for k in range(uint64(K)):  # (unsigned: no wraparound selects, so it vectorizes)
+                v = sc * (((np.int32(ar[k]) ^ fl) >> sh) & mk) + of
+                xr[k] = np.int8(v)
+                s += v
+            if use_coef:
+                sa += coef[r] * np.int64(s)
+        if use_alpha:
+            if use_coef:
+                salpha[m] = sa + coef[R] * K
+            else:
+                s2 = 0
+                for k in range(K):
+                    s2 += alpha[A[m, k]]
+                salpha[m] = s2
+        if want_rowsum:
+            s3 = np.int32(0)
+            for k in range(K):
+                s3 += np.int32(A[m, k])
+            rowsum[m] = s3
+    return X, salpha, rowsum
+
+
 @njit(parallel=True, cache=True)
 def _convert_cols(AT, Uf, aff_s, aff_t, affine, signed, alpha, use_alpha, want_rowsum, XT):
     """XT[r*K + k, m] = Uf[r, AT[k, m]]; salpha[m] = sum_k alpha[AT[k, m]]; rowsum[m] = sum_k AT[k, m].
@@ -1436,6 +1517,7 @@ def _torch_conv():
 INT8_NS_PER_MAC = 0.0056  # int8 GEMM, per MAC (N counted as at least 16)
 INT8_NS_PER_ROW = 8.0  # int8 GEMM, per output row (dominates narrow layers)
 CONVERT_I8_NS = 0.42  # codes -> int8 factors, per element and factor
+CONVERT_FIELD_NS = 0.15  # the same for factors in bit-field form (`bit_fields`: arithmetic, vectorized)
 I32_LIMIT = 2**31 - 1
 _INT8_STATE: dict = {}
 
@@ -1518,7 +1600,8 @@ def _int8_variant(an: TableAnalysis):
 
 def _int8_cost(an: TableAnalysis, M: int, K: int, N: int) -> float:
     r = max(an.rank, 1)
-    return (INT8_NS_PER_MAC * r * M * K * max(N, 16) + INT8_NS_PER_ROW * M + CONVERT_I8_NS * r * M * K
+    conv = CONVERT_FIELD_NS if bit_fields(an.int8[0]) is not None else CONVERT_I8_NS
+    return (INT8_NS_PER_MAC * r * M * K * max(N, 16) + INT8_NS_PER_ROW * M + conv * r * M * K
             + LUT_OUT_NS * M * N)
 
 
@@ -2035,6 +2118,11 @@ class PreparedGemm:
             "affine": affine, "aff_s": aff_s, "aff_t": aff_t,
             "sbeta": np.ascontiguousarray(be[self.B].sum(axis=0), dtype=np.int64), "ck": np.int64(int(c) * K),
             "alpha": np.ascontiguousarray(al, dtype=np.int64), "use_alpha": bool(np.any(al))}
+        fields = bit_fields(U)
+        coef = None if fields is None else linear_in_fields(al, U)
+        self._int8["fields"] = fields
+        self._int8["coef"] = np.zeros(R + 1, np.int64) if coef is None else coef
+        self._int8["use_coef"] = coef is not None
         return self._int8
 
     def _int8_product(self, X, transposed: bool):
@@ -2090,7 +2178,8 @@ class PreparedGemm:
             out = np.empty((M, self.N, 1), np.int64 if epilogue is None else np.float32)
         P = out.shape[2]
         factored = path in FACTORED
-        width = self.K * (max(self.analysis.rank, 1) * 4 if factored else 1)
+        # converted bytes per row: float32 factors (4 per element and factor), int8 (1)
+        width = self.K * (max(self.analysis.rank, 1) * (1 if on_int8 else 4) if factored else 1)
         step = max(P, (self.TILE_BYTES // max(width, 1)) // P * P)  # whole images per tile
         want_rs = st is not None and st[0]
         zero_n = np.zeros(self.N, np.int64)
@@ -2101,7 +2190,11 @@ class PreparedGemm:
             if on_int8:
                 f = self._prepare_int8()
                 X = self._buffer("X8", (mt, f["U8"].shape[0] * self.K), np.int8)
-                X, salpha, rs = _convert(At, f["U8"], f["alpha"], f["use_alpha"], want_rs, X)
+                if f["fields"] is not None:
+                    X, salpha, rs = _convert_fields_i8(At, f["fields"], f["coef"], f["use_coef"], f["alpha"],
+                                                       f["use_alpha"], want_rs, X)
+                else:
+                    X, salpha, rs = _convert(At, f["U8"], f["alpha"], f["use_alpha"], want_rs, X)
                 acc = self._int8_product(X, False)
                 self._emit(acc, False, one, salpha, f["sbeta"], f["ck"], rs, st, out, row0 + m0)
                 continue

@@ -493,6 +493,49 @@ def test_int8_variant_covers_the_partial_product_designs():
         assert ak._int8_variant(ak.analyze((t, signed))) is not None
 
 
+def test_bit_fields_describe_the_partial_product_factors():
+    """Every int8 factor of the partial-product designs is a scaled bit field of the code."""
+    a = np.arange(256)
+    for t, signed in ((exact_table(False), False), (exact_table(True), True), (truncated(6), False),
+                      (truncated(8, correction=100), False), (perforated(1, 2, False), False)):
+        U = ak._int8_variant(ak.analyze((t, signed)))[0]
+        f = ak.bit_fields(U)
+        assert f is not None and f.shape == (U.shape[0], 5)
+        for (flip, sh, mask, s, o), u in zip(f, U):
+            assert np.array_equal(s * (((a ^ flip) >> sh) & mask) + o, u)
+    assert ak.bit_fields(np.random.default_rng(0).integers(-100, 100, (1, 256))) is None
+
+
+@SETTINGS
+@given(kind=st.sampled_from(["exact", "trunc", "perf"]), signed=st.booleans(), seed=st.integers(0, 2**31),
+       m=st.integers(1, 40), k=st.integers(1, 70), linear=st.booleans())
+def test_field_conversion_equals_the_lookup_conversion(kind, signed, seed, m, k, linear):
+    """The arithmetic (bit-field) int8 conversion writes the same operand and sums as the
+    table lookup, with alpha summed from the factors (linear) or looked up."""
+    rng = np.random.default_rng(seed)
+    t = table_for(kind, rng, signed)
+    v = ak._int8_variant(ak.analyze((t, signed)))
+    if v is None:
+        return
+    U, _, _, al, _ = v
+    fields = ak.bit_fields(U)
+    if fields is None:
+        return
+    if not linear:
+        al = al + rng.integers(-50, 50, 256)  # almost surely not a combination of the factors
+    coef = ak.linear_in_fields(al, U)
+    use_coef = coef is not None
+    if use_coef:
+        assert np.array_equal(U.T @ coef[:-1] + coef[-1], al)
+    A = rng.integers(0, 256, (m, k)).astype(np.uint8)
+    U8 = np.ascontiguousarray(U.astype(np.int8))
+    want = ak._convert(A, U8, al, True, True, np.empty((m, U.shape[0] * k), np.int8))
+    got = ak._convert_fields_i8(A, fields, np.zeros(U.shape[0] + 1, np.int64) if coef is None else coef,
+                                use_coef, al, True, True, np.empty((m, U.shape[0] * k), np.int8))
+    for g, w in zip(got, want):
+        assert np.array_equal(g, w)
+
+
 @needs_int8
 def test_int8_backend_long_reductions_are_exact():
     """Worst-case operands over a long reduction: int32 chunks summed in int64 where needed."""
