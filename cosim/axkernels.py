@@ -86,6 +86,7 @@ CONVERT_PLANE_NS = 1.95  # factor conversion of the padded ifmap, per element an
 LUT_NARROW_NS = 0.96  # int16-accumulating lookup kernel, per (m, k, 16-column block)
 LUT_WIDE_NS = 1.19  # int32-accumulating lookup kernel, per (m, k, 16-column block)
 LUT_NB8_FACTOR = 0.8  # an 8-column block costs this fraction of a 16-column one
+LUT_NB32_FACTOR = 1.8  # a 32-column block (one 64-byte int16 row) costs this multiple of a 16-column one
 LUT_ROW_BYTE_NS = 0.02  # streaming the per-layer table rows from memory, per byte and call
 LUT_OUT_NS = 1.24  # accumulators to the (int64 or float32) output, per output element
 CONV_OUT_NS = 2.65  # direct convolution: channels-last float output to the output, per element
@@ -1073,6 +1074,7 @@ def _make_rowadds(lanes: int):
 
 _add1_8, _add4_8, _add8_8 = _make_rowadds(8)
 _add1_16, _add4_16, _add8_16 = _make_rowadds(16)
+_add1_32, _add4_32, _add8_32 = _make_rowadds(32)
 
 
 @intrinsic
@@ -1179,11 +1181,34 @@ def _rows4_8(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
 
 
 @njit(cache=True)
+def _rows8_32(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
+    for mm in range(uint64(xbs.shape[0])):
+        if pf < pf_end:  # (two lines per m: the next group's tables are twice as long)
+            _prefetch(G, pf)
+            _prefetch(G, pf + pfs)
+            pf += pfs + pfs
+        _add8_32(acc, mm << uint64(5), G, t0, _load64(src, uint64(xbs[mm]) + c0))
+
+
+@njit(cache=True)
+def _rows4_32(src, xbs, c0, G, t0, acc, pf, pf_end, pfs):
+    for mm in range(uint64(xbs.shape[0])):
+        if pf < pf_end:  # (two lines per m: the next group's tables are twice as long)
+            _prefetch(G, pf)
+            _prefetch(G, pf + pfs)
+            pf += pfs + pfs
+        _add4_32(acc, mm << uint64(5), G, t0, _load64(src, uint64(xbs[mm]) + c0))
+
+
+@njit(cache=True)
 def _rows1(src, xbs, c0, G, t0, acc, nb):
-    """acc[nb m : nb m + nb] += the table row of code src[xbs[m] + c0], for every m (nb = 8 or 16)."""
+    """acc[nb m : nb m + nb] += the table row of code src[xbs[m] + c0], for every m (nb = 8, 16 or 32)."""
     if nb == 8:
         for mm in range(uint64(xbs.shape[0])):
             _add1_8(acc, mm << uint64(3), G, t0 + (uint64(src[uint64(xbs[mm]) + c0]) << uint64(3)))
+    elif nb == 32:
+        for mm in range(uint64(xbs.shape[0])):
+            _add1_32(acc, mm << uint64(5), G, t0 + (uint64(src[uint64(xbs[mm]) + c0]) << uint64(5)))
     else:
         for mm in range(uint64(xbs.shape[0])):
             _add1_16(acc, mm << uint64(4), G, t0 + (uint64(src[uint64(xbs[mm]) + c0]) << uint64(4)))
@@ -1199,11 +1224,15 @@ def _rows(src, xbs, c0, n, nb, G, t0, acc):
     if n == 8:
         if nb == 8:
             _rows8_8(src, xbs, c0, G, t0, acc, pf, pf_end, pfs)
+        elif nb == 32:
+            _rows8_32(src, xbs, c0, G, t0, acc, pf, pf_end, pfs)
         else:
             _rows8_16(src, xbs, c0, G, t0, acc, pf, pf_end, pfs)
     elif n == 4:
         if nb == 8:
             _rows4_8(src, xbs, c0, G, t0, acc, pf, pf_end, pfs)
+        elif nb == 32:
+            _rows4_32(src, xbs, c0, G, t0, acc, pf, pf_end, pfs)
         else:
             _rows4_16(src, xbs, c0, G, t0, acc, pf, pf_end, pfs)
     else:
@@ -1359,6 +1388,8 @@ def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emi
             # about twice as fast)
             if only16 and nb == 16:
                 _emit_block(a16, 16, q, m0, ml, tout, out, emit)
+            elif only16 and nb == 32:
+                _emit_block(a16, 32, q, m0, ml, tout, out, emit)
             elif only16:
                 _emit_block(a16, 8, q, m0, ml, tout, out, emit)
             else:
@@ -1366,14 +1397,21 @@ def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emi
                     _widen(acc, a16, ml * nb)
                 if nb == 16:
                     _emit_block(acc, 16, q, m0, ml, tout, out, emit)
+                elif nb == 32:
+                    _emit_block(acc, 32, q, m0, ml, tout, out, emit)
                 else:
                     _emit_block(acc, 8, q, m0, ml, tout, out, emit)
     return out
 
 
+LOOKUP_NB32 = True
+
+
 def _lookup_block(N: int) -> int:
     """Column block of the lookup kernel: 16 columns (a row of 16 int16 is one 32-byte vector;
     a 256-row table is 8 KiB), 8 for narrow layers (less padding)."""
+    if LOOKUP_NB32 and N % 32 == 0:
+        return 32
     return 8 if N <= 8 else 16
 
 
@@ -1716,7 +1754,7 @@ FACTORED = ("exact", "bitplane", "lowrank")
 def _lookup_cost(an: TableAnalysis, M: int, K: int, N: int) -> float:
     nb = _lookup_block(N)
     nblk = -(-N // nb)
-    per = (LUT_NARROW_NS if an.narrow is not None else LUT_WIDE_NS) * (LUT_NB8_FACTOR if nb == 8 else 1.0)
+    per = (LUT_NARROW_NS if an.narrow is not None else LUT_WIDE_NS) * {8: LUT_NB8_FACTOR, 32: LUT_NB32_FACTOR}.get(nb, 1.0)
     return per * M * K * nblk + LUT_ROW_BYTE_NS * K * 256 * nblk * nb * 2 + LUT_OUT_NS * M * N
 
 

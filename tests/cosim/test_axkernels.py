@@ -201,6 +201,32 @@ def test_lookup_with_regrouped_codes(kind, M, K8, N, seed):
             assert np.array_equal(ak.PreparedGemm(B, (t, False), path, **kw)(A), ref), kw
 
 
+@settings(max_examples=15, deadline=None)
+@given(kind=st.sampled_from(["trunc", "random", "exact"]), signed=st.booleans(), M=st.integers(1, 150),
+       K=st.integers(1, 80), n32=st.integers(1, 3), conv=st.booleans(), seed=st.integers(0, 2**31))
+def test_lookup_with_32_column_blocks(kind, signed, M, K, n32, conv, seed):
+    """Layers with N % 32 == 0 use 32-column lookup blocks (one 64-byte int16 row per code):
+    int16 and int32 sums, row-major and regrouped codes, direct convolution output."""
+    rng = np.random.default_rng(seed)
+    t = table_for(kind, rng, signed)
+    N = 32 * n32
+    assert ak._lookup_block(N) == 32
+    m = (t, signed)
+    if conv:
+        C, H = int(rng.integers(1, 9)), int(rng.integers(3, 9))
+        x = rng.integers(0, 256, (2, C, H, H)).astype(np.uint8)
+        w = rng.integers(0, 256, (N, C, 3, 3)).astype(np.uint8)
+        ref = ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, 7)
+        for kw in ({}, {"lookup_variant": "wide"}):
+            assert np.array_equal(ak.PreparedConv2d(w, m, 1, 1, path="lookup", **kw)(x, 7), ref), kw
+        return
+    A = rng.integers(0, 256, (M, 8 * K if M >= 64 else K)).astype(np.uint8)  # M >= 64: regrouped codes
+    B = rng.integers(0, 256, (A.shape[1], N)).astype(np.uint8)
+    ref = ak.lut_gemm_reference(A, B, m)
+    for kw in ({}, {"lookup_variant": "wide"}):
+        assert np.array_equal(ak.PreparedGemm(B, m, "lookup", **kw)(A), ref), kw
+
+
 _r = np.random.default_rng(77)
 _BIG_TABLES = (np.multiply.outer(_r.integers(-1024, 1025, 256), _r.integers(-1024, 1025, 256)),  # |uv| ~ 2^20
                np.multiply.outer(_r.integers(-40000, 40001, 256), _r.integers(-40000, 40001, 256)))  # ~ 2^30
@@ -362,18 +388,20 @@ def test_patch_sums_equal_im2col_row_sums(B, C, H, W, kh, kw, stride, dil, ph, p
 
 
 @SETTINGS
-@given(kind=st.sampled_from(KINDS), affine=st.booleans(), per_channel=st.booleans(), seed=st.integers(0, 2**31))
-def test_fused_epilogue_equals_integer_then_dequantize(kind, affine, per_channel, seed):
+@given(kind=st.sampled_from(KINDS), affine=st.booleans(), per_channel=st.booleans(), O=st.sampled_from([4, 32]),
+       seed=st.integers(0, 2**31))
+def test_fused_epilogue_equals_integer_then_dequantize(kind, affine, per_channel, O, seed):
+    """(O = 32: 32-column lookup blocks write the float output directly.)"""
     rng = np.random.default_rng(seed)
     signed = not affine
     t = table_for(kind, rng, signed)
     m = (t, signed)
     x = rng.integers(0, 256, (2, 3, 6, 5)).astype(np.uint8)
-    w = rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8)
-    scale = rng.uniform(1e-4, 1e-2, 4)
-    bias = rng.normal(size=4)
+    w = rng.integers(0, 256, (O, 3, 3, 3)).astype(np.uint8)
+    scale = rng.uniform(1e-4, 1e-2, O)
+    bias = rng.normal(size=O)
     za = int(rng.integers(0, 256)) if affine else 0
-    zw = (rng.integers(0, 256, 4) if per_channel else np.full(4, rng.integers(0, 256))) if affine else None
+    zw = (rng.integers(0, 256, O) if per_channel else np.full(O, rng.integers(0, 256))) if affine else None
     ep = ak.Epilogue(scale, bias, za, zw)
     acc = ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, za)
     if affine:
@@ -382,19 +410,19 @@ def test_fused_epilogue_equals_integer_then_dequantize(kind, affine, per_channel
         for i in range(3):
             for j in range(3):
                 rs += xp[:, :, i:i + 6, j:j + 5].sum(axis=1)
-        wsum = w.reshape(4, -1).astype(np.int64).sum(axis=1)
-        zw4 = zw.reshape(1, 4, 1, 1)
-        acc = acc - zw4 * rs[:, None] - za * wsum.reshape(1, 4, 1, 1) + 27 * za * zw4
+        wsum = w.reshape(O, -1).astype(np.int64).sum(axis=1)
+        zw4 = zw.reshape(1, O, 1, 1)
+        acc = acc - zw4 * rs[:, None] - za * wsum.reshape(1, O, 1, 1) + 27 * za * zw4
     want = ak.dequantize_acc(np.moveaxis(acc, 1, -1), scale, bias)
     for path, kw in variants_for(t, signed):
         got = ak.PreparedConv2d(w, m, 1, 1, 1, 1, path, **kw)(x, za, ep)
         assert np.array_equal(np.moveaxis(got, 1, -1), want), (path, kw)
     # the GEMM view of the same layer (one image, P = Ho * Wo rows)
     A = ak.im2col(x[:1], 3, 3, 1, 1, 1, za)
-    out = np.empty((1, 4, 30), np.float32)
+    out = np.empty((1, O, 30), np.float32)
     for path, kw in variants_for(t, signed):
-        got = ak.PreparedGemm(w.reshape(4, -1).T, m, path, **kw)(A, ep, out=out)
-        assert np.array_equal(np.moveaxis(got.reshape(1, 4, 6, 5), 1, -1), want[:1]), (path, kw)
+        got = ak.PreparedGemm(w.reshape(O, -1).T, m, path, **kw)(A, ep, out=out)
+        assert np.array_equal(np.moveaxis(got.reshape(1, O, 6, 5), 1, -1), want[:1]), (path, kw)
 
 
 # -- threads, errors -------------------------------------------------------------------------
