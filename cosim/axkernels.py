@@ -1435,33 +1435,57 @@ def narrow_lut(table: np.ndarray):
 _PACKED = sys.byteorder == "little"
 
 
-def _runs_to_groups(runs) -> np.ndarray:
+# Tail of a run after its groups of eight: r leftover codes (r = 1..7) are covered by one
+# more group of n codes (r -> (n, padded)), then single codes. A padded group reads codes past
+# the run into table rows of zeros (those bytes are real ones of the source, the next patch's
+# or the 8 readable ones past its end, and add nothing). Measured per m (ns, 16-column int16
+# rows): a group of eight 4.5, of four 2.7, a single code 1.4 (the pass over the block costs
+# most of a single), so three codes take a padded four and six or seven a padded eight.
+_TAIL_GROUP = {3: (4, True), 4: (4, False), 5: (4, False), 6: (8, True), 7: (8, True)}
+LOOKUP_PAD_RUNS = True  # False: no padded groups (a group of four where r >= 4, then singles)
+
+
+def _runs_to_groups(runs) -> tuple[np.ndarray, np.ndarray]:
     """Runs (offset, first row, length) of codes at consecutive addresses whose tables are
-    consecutive rows -> the lookup kernel's groups (offset, first row, n) of n = 8, 4 or 1."""
-    out = []
+    consecutive rows -> (groups, rows): the lookup kernel's groups (offset, first row, n) of
+    n = 8, 4 or 1 codes, and for each of its table rows the run row it holds (-1: a zero row
+    under a padded group, see `_TAIL_GROUP`)."""
+    out, rows = [], []
+
+    def group(off, r0, k, real):
+        out.append((off, len(rows), k))
+        rows.extend(list(range(r0, r0 + real)) + [-1] * (k - real))
+
     for off, r0, n in runs:
         i = 0
         while _PACKED and n - i >= 8:
-            out.append((off + i, r0 + i, 8))
+            group(off + i, r0 + i, 8, 8)
             i += 8
-        if _PACKED and n - i >= 4:
-            out.append((off + i, r0 + i, 4))
-            i += 4
+        k, padded = _TAIL_GROUP.get(n - i, (0, False)) if _PACKED else (0, False)
+        if padded and not LOOKUP_PAD_RUNS:
+            k, padded = (4, False) if n - i >= 4 else (0, False)
+        if k:
+            real = min(k, n - i)
+            group(off + i, r0 + i, k, real)
+            i += real
         for j in range(i, n):
-            out.append((off + j, r0 + j, 1))
-    return np.array(out, np.int64).reshape(-1, 3)
+            group(off + j, r0 + j, 1, 1)
+    return np.array(out, np.int64).reshape(-1, 3), np.array(rows, np.int64)
 
 
-def lookup_layout_gemm(M: int, K: int, interleaved: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(xbase, groups) of an (M, K) code matrix for `_lut_gemm`: row-major (code (m, k) at
-    m*K + k), or, when `interleaved` (K % 8 == 0), regrouped per eight k as (K/8, M, 8) (code
-    (m, k) at (k//8)*8M + 8m + k%8), where each group of eight reads one sequential stream."""
+def lookup_layout_gemm(M: int, K: int, interleaved: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(xbase, groups, order) of an (M, K) code matrix for `_lut_gemm`: row-major (code (m, k)
+    at m*K + k), or, when `interleaved` (K % 8 == 0), regrouped per eight k as (K/8, M, 8)
+    (code (m, k) at (k//8)*8M + 8m + k%8), where each group of eight reads one sequential
+    stream. order: the k of each table row (-1: a zero row), or None for k order."""
     if interleaved:
         if K % 8:
             raise ValueError(f"the interleaved layout needs K % 8 == 0, got K={K}")
         g = np.arange(K // 8, dtype=np.int64)
-        return np.arange(M, dtype=np.int64) * 8, np.stack([g * 8 * M, g * 8, np.full_like(g, 8)], axis=1)
-    return np.arange(M, dtype=np.int64) * K, _runs_to_groups([(0, 0, K)])
+        return np.arange(M, dtype=np.int64) * 8, np.stack([g * 8 * M, g * 8, np.full_like(g, 8)], axis=1), None
+    groups, rows = _runs_to_groups([(0, 0, K)])
+    order = None if rows.size == K and np.array_equal(rows, np.arange(K)) else rows
+    return np.arange(M, dtype=np.int64) * K, groups, order
 
 
 def lookup_layout_conv(Bn: int, C: int, Hp: int, Wp: int, KH: int, KW: int, sh: int, sw: int,
@@ -1469,8 +1493,9 @@ def lookup_layout_conv(Bn: int, C: int, Hp: int, Wp: int, KH: int, KW: int, sh: 
     """(xbase, groups, order) addressing the im2col matrix of a padded NHWC ifmap (B, Hp, Wp, C)
     in place (implicit im2col). Patch m = (b, oh, ow) starts at xbase[m]. The table rows run in
     (i, j, c) order, row r holding weight position k = order[r] (k = (c, i, j), the weight
-    matrix's order): in NHWC the KW*C codes of a kernel row are consecutive bytes (dw = 1;
-    otherwise each tap's C codes), so they load eight at a time."""
+    matrix's order; -1: a zero row under a padded group): in NHWC the KW*C codes of a kernel
+    row are consecutive bytes (dw = 1; otherwise each tap's C codes), so they load eight at a
+    time."""
     b = np.arange(Bn, dtype=np.int64)[:, None, None] * (Hp * Wp * C)
     oh = np.arange(Ho, dtype=np.int64)[None, :, None] * (sh * Wp * C)
     ow = np.arange(Wo, dtype=np.int64)[None, None, :] * (sw * C)
@@ -1480,7 +1505,8 @@ def lookup_layout_conv(Bn: int, C: int, Hp: int, Wp: int, KH: int, KW: int, sh: 
         runs = [(i * dh * Wp * C, i * KW * C, KW * C) for i in range(KH)]
     else:
         runs = [(i * dh * Wp * C + j * dw * C, (i * KW + j) * C, C) for i in range(KH) for j in range(KW)]
-    return (b + oh + ow).reshape(-1), _runs_to_groups(runs), order
+    groups, rows = _runs_to_groups(runs)
+    return (b + oh + ow).reshape(-1), groups, np.where(rows >= 0, order[np.maximum(rows, 0)], -1)
 
 
 @njit(parallel=True, cache=True)
@@ -2018,8 +2044,11 @@ class PreparedGemm:
                 tab, off, g, L = t.astype(dt), 0, 1, 0
             nb = _lookup_block(self.N)
             nblk = -(-self.N // nb)
-            B = self.B if order is None else np.ascontiguousarray(self.B[order])
-            G = _build_rows(B, tab, nb, aligned_empty((nblk, self.K, 256, nb), tab.dtype)).reshape(-1)
+            B = self.B if order is None else np.ascontiguousarray(self.B[np.maximum(order, 0)])
+            G = _build_rows(B, tab, nb, aligned_empty((nblk, B.shape[0], 256, nb), tab.dtype))
+            if order is not None:
+                G[:, order < 0] = 0  # the zero rows under padded groups
+            G = G.reshape(-1)
             kmax = (2**31 - 1) // max(int(np.abs(tab.astype(np.int64)).max()), 1)
             rows = self._rows[key] = {"G": G, "nb": nb, "nblk": nblk, "L": L, "off": off, "g": g,
                                       "kmax": max(1, kmax)}
@@ -2256,8 +2285,8 @@ class PreparedGemm:
                     src = self._buffer("A1", (mt * self.K + 8,), np.uint8)
                     src[:-8] = At.reshape(-1)
                     src[-8:] = 0
-                xbase, groups = self._layout(("gemm", mt, inter), lookup_layout_gemm, mt, self.K, inter)
-                acc, gm, ck = self._lookup(src, xbase, groups)
+                xbase, groups, order = self._layout(("gemm", mt, inter), lookup_layout_gemm, mt, self.K, inter)
+                acc, gm, ck = self._lookup(src, xbase, groups, order)
             else:
                 acc = self._plain(At, path)
             rs = _rowsum(At) if want_rs else np.zeros(mt, np.int64)

@@ -287,17 +287,24 @@ def test_greedy_chunks_respect_the_limit(L, N, seed):
     assert ak._greedy_chunks(c, 500) is None or c.max() <= 500
 
 
-def _codes_of_groups(src, xbase, groups):
-    """The (M, rows) code matrix the lookup kernel reads: group (offset, r0, n) of row m is the
-    n bytes at xbase[m] + offset, feeding table rows r0 .. r0 + n - 1."""
+def _codes_of_groups(src, xbase, groups, order=None):
+    """The (M, K) code matrix the lookup kernel reads: group (offset, r0, n) of row m is the
+    n bytes at xbase[m] + offset, feeding table rows r0 .. r0 + n - 1, row r holding column
+    order[r] (None: r; -1: a zero row, whose code is read and ignored)."""
     rows = int(groups[:, 2].sum())
+    order = np.arange(rows) if order is None else np.asarray(order)
+    assert order.shape == (rows,)
     A = np.full((xbase.shape[0], rows), -1, np.int64)
     for off, r0, n in groups:
         assert n in (1, 4, 8)
         for i in range(n):
             assert (A[:, r0 + i] == -1).all()  # every table row fed once
             A[:, r0 + i] = src[xbase + off + i]
-    return A
+    real = order >= 0
+    assert sorted(order[real]) == list(range(int(real.sum())))  # every column once
+    out = np.empty((xbase.shape[0], int(real.sum())), np.int64)
+    out[:, order[real]] = A[:, real]
+    return out
 
 
 def test_implicit_im2col_addresses_the_patches():
@@ -312,20 +319,21 @@ def test_implicit_im2col_addresses_the_patches():
         assert np.array_equal(ak._pad_codes_nhwc(x, p[0], p[1], np.uint8(9), out), nhwc)
         Bn, Hp, Wp, C = nhwc.shape
         xb, groups, order = ak.lookup_layout_conv(Bn, C, Hp, Wp, kh, kw, *s, *d, Ho, Wo)
-        assert sorted(order) == list(range(C * kh * kw))
-        A = _codes_of_groups(nhwc.reshape(-1), xb, groups)
-        assert np.array_equal(A, ak.im2col(x, kh, kw, s, p, d, 9)[:, order])
+        A = _codes_of_groups(np.concatenate([nhwc.reshape(-1), np.zeros(8, np.uint8)]), xb, groups, order)
+        assert np.array_equal(A, ak.im2col(x, kh, kw, s, p, d, 9))
         if d[1] == 1 and kw * C >= 8:
             assert (groups[:, 2] == 8).any()  # packed loads are used
 
 
-@pytest.mark.parametrize("M,K", [(1, 1), (3, 7), (5, 8), (2, 13), (4, 29)])
+@pytest.mark.parametrize("M,K", [(1, 1), (3, 7), (5, 8), (2, 13), (4, 29), (3, 3), (2, 6), (2, 30)])
 def test_gemm_layouts_address_every_code(M, K):
     A = np.random.default_rng(K).integers(0, 256, (M, K)).astype(np.uint8)
-    xb, groups = ak.lookup_layout_gemm(M, K, False)
-    assert np.array_equal(_codes_of_groups(A.reshape(-1), xb, groups), A)
+    xb, groups, order = ak.lookup_layout_gemm(M, K, False)
+    src = np.concatenate([A.reshape(-1), np.zeros(8, np.uint8)])  # the 8 readable bytes past the end
+    assert np.array_equal(_codes_of_groups(src, xb, groups, order), A)
     if K % 8 == 0:
-        xb, groups = ak.lookup_layout_gemm(M, K, True)
+        xb, groups, order = ak.lookup_layout_gemm(M, K, True)
+        assert order is None
         src = np.ascontiguousarray(A.view(np.uint64).T).reshape(-1).view(np.uint8)
         assert np.array_equal(_codes_of_groups(src, xb, groups), A)
     else:
@@ -493,6 +501,50 @@ def test_lookup_without_packed_loads_is_still_exact(monkeypatch):
     assert np.array_equal(ak.PreparedGemm(B, (t, False), "lookup")(A), ak.lut_gemm_reference(A, B, (t, False)))
     got = ak.PreparedConv2d(w, (t, False), 1, 1, path="lookup")(x, 3)
     assert np.array_equal(got, ak.lut_conv2d_reference(x, w, (t, False), 1, 1, 1, 1, 3))
+
+
+def test_run_tails_take_padded_groups():
+    """Six or seven codes left after the groups of eight take one padded group of eight, three
+    a padded four (zero table rows under the codes past the run); 1, 2, 4, 5 are not padded."""
+    for n, sizes, zeros in ((30, [8, 8, 8, 8], 2), (15, [8, 8], 1), (11, [8, 4], 1), (13, [8, 4, 1], 0),
+                            (10, [8, 1, 1], 0), (12, [8, 4], 0), (9, [8, 1], 0)):
+        groups, rows = ak._runs_to_groups([(5, 0, n)])
+        assert list(groups[:, 2]) == sizes and int((rows < 0).sum()) == zeros, n
+        assert list(groups[:, 0]) == [5 + int(o) for o in np.cumsum([0] + sizes[:-1])] or zeros == 0
+    _, groups, order = ak.lookup_layout_conv(2, 6, 14, 14, 5, 5, 1, 1, 1, 1, 10, 10)  # LeNet-5 conv2
+    assert list(groups[:, 2]) == [8] * 20 and int((order < 0).sum()) == 10
+
+
+@SETTINGS
+@given(kind=st.sampled_from(["trunc", "random"]), signed=st.booleans(), C=st.integers(1, 8),
+       k=st.integers(1, 5), n=st.integers(1, 40), conv=st.booleans(), seed=st.integers(0, 2**31))
+def test_padded_groups_are_exact(kind, signed, C, k, n, conv, seed):
+    """Lookups with padded tail groups equal the reference and the unpadded cover (convolutions
+    whose kernel rows hold KW * C codes, GEMMs with any K; int16 and int32 sums, float output)."""
+    rng = np.random.default_rng(seed)
+    m = (table_for(kind, rng, signed), signed)
+    H, K, M = k + int(rng.integers(0, 4)), C * k + int(rng.integers(0, 8)), int(rng.integers(1, 40))
+    got = {}
+    for pad in (True, False):
+        ak.LOOKUP_PAD_RUNS = pad
+        try:
+            if conv:
+                x = np.random.default_rng(seed).integers(0, 256, (2, C, H, H + 1)).astype(np.uint8)
+                w = np.random.default_rng(seed + 1).integers(0, 256, (n, C, k, k)).astype(np.uint8)
+                ref = ak.lut_conv2d_reference(x, w, m, 1, k // 2, 1, 1, 3)
+                outs = [ak.PreparedConv2d(w, m, 1, k // 2, path="lookup", **kw)(x, 3)
+                        for kw in ({}, {"lookup_variant": "wide"})]
+            else:
+                A = np.random.default_rng(seed).integers(0, 256, (M, K)).astype(np.uint8)
+                B = np.random.default_rng(seed + 1).integers(0, 256, (K, n)).astype(np.uint8)
+                ref = ak.lut_gemm_reference(A, B, m)
+                outs = [ak.PreparedGemm(B, m, "lookup", **kw)(A) for kw in ({}, {"lookup_variant": "wide"})]
+        finally:
+            ak.LOOKUP_PAD_RUNS = True
+        for o in outs:
+            assert np.array_equal(o, ref), pad
+        got[pad] = outs[0]
+    assert np.array_equal(got[True], got[False])
 
 
 # -- int8 backend ----------------------------------------------------------------------------
