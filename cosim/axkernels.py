@@ -58,6 +58,7 @@ import dataclasses
 import hashlib
 import sys
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -1689,6 +1690,24 @@ def _convert_planes(x, lut, out):
 
 
 @njit(parallel=True, cache=True)
+def _convert_planes_nchw(x, lut, out):
+    """out[b, r*C + c, h, w] = lut[r, x[b, c, h, w]]: the factor planes of an ifmap, NCHW."""
+    Bn, C, H, W = x.shape
+    R = lut.shape[0]
+    for t in prange(Bn * C):
+        b = t // C
+        c = t % C
+        xp = x[b, c]
+        for r in range(R):
+            lr = lut[r]
+            o = out[b, r * C + c]
+            for h in range(H):
+                for w in range(W):
+                    o[h, w] = lr[xp[h, w]]
+    return out
+
+
+@njit(parallel=True, cache=True)
 def _patch_sums(x, ph, pw, pad, lut, KH, KW, sh, sw, dh, dw, Ho, Wo):
     """s[(b*Ho + oh)*Wo + ow] = sum over the patch (c, i, j) of lut[code], the codes of x (B, C,
     H, W) padded by (ph, pw) with code `pad` (padding is virtual: no padded copy). Undilated
@@ -1831,13 +1850,16 @@ class PreparedGemm:
     `lookup_variant` ("auto", "narrow": int16 sums, "wide": int32 sums), `conv_backend`
     ("auto": torch's direct convolution when importable, "blas": im2col + BLAS) and
     `factored_backend` ("auto": by the cost model; "float": float32/64 BLAS; "int8": torch's
-    integer GEMM, see `int8_gemm`) pin an implementation (tests hold each one to the reference).
+    integer GEMM, see `int8_gemm`) and `conv_layout` (the direct convolution's factor planes:
+    "auto": the faster of the two, timed on the first call per input shape; "nhwc"; "nchw")
+    pin an implementation (tests hold each one to the reference).
     """
 
     TILE_BYTES = 4 << 20  # converted-operand bytes per row tile
 
     def __init__(self, b_codes, mult, path: str = "auto", signed: bool | None = None,
-                 lookup_variant: str = "auto", conv_backend: str = "auto", factored_backend: str = "auto"):
+                 lookup_variant: str = "auto", conv_backend: str = "auto", factored_backend: str = "auto",
+                 conv_layout: str = "auto"):
         self.mult = as_multiplier(mult, signed)
         self.B = _codes(b_codes, "b_codes")
         if self.B.ndim != 2:
@@ -1852,6 +1874,8 @@ class PreparedGemm:
             raise ValueError(f"lookup_variant must be 'auto', 'narrow' or 'wide', got {lookup_variant!r}")
         if conv_backend not in ("auto", "blas"):
             raise ValueError(f"conv_backend must be 'auto' or 'blas', got {conv_backend!r}")
+        if conv_layout not in ("auto", "nhwc", "nchw"):
+            raise ValueError(f"conv_layout must be 'auto', 'nhwc' or 'nchw', got {conv_layout!r}")
         if factored_backend not in ("auto", "float", "int8"):
             raise ValueError(f"factored_backend must be 'auto', 'float' or 'int8', got {factored_backend!r}")
         if factored_backend == "int8":
@@ -1867,6 +1891,9 @@ class PreparedGemm:
         self.lookup_variant = lookup_variant
         self.conv_backend = conv_backend
         self.factored_backend = factored_backend
+        self.conv_layout = conv_layout
+        self._conv_layouts: dict = {}  # input shape -> the faster direct-convolution layout
+        self.last_conv_layout = None
         self._factored = None
         self._int8 = None
         self._rows: dict = {}  # lookup weight rows per table-row order
@@ -1979,28 +2006,64 @@ class PreparedGemm:
                 plan = {"R": R, "lut": np.ascontiguousarray(U.astype(np.float32)),
                         "wts": [(g0, g1, torch.from_numpy(np.ascontiguousarray(W[:, g0:g1])).contiguous(
                             memory_format=torch.channels_last)) for g0, g1 in groups],
+                        "wts_nchw": [(g0, g1, torch.from_numpy(np.ascontiguousarray(W[:, g0:g1])))
+                                     for g0, g1 in groups],
                         "alpha": np.ascontiguousarray(al, dtype=np.int64) if np.any(al) else None,
                         "sbeta": np.ascontiguousarray(be[self.B].sum(axis=0) + K * int(c), dtype=np.int64)}
         self._conv[key] = plan
         return plan
 
     def _run_conv(self, plan, x, padding, pad_code, geom, st, want_rs, out, row0):
+        """The direct-convolution path on the factor planes, in the layout pinned by
+        `conv_layout` or, under "auto", the faster one for this layer geometry: on its first
+        call both are run once (oneDNN builds its kernels), then timed three times each,
+        alternating, and the faster minimum is kept for every later call (the results are
+        identical, exact integers in float32 either way; oneDNN's channels-last kernels win on
+        most layers, NCHW on some, e.g. LeNet-5's, where the output also needs no transposing
+        pass).
+        """
+        layout = self.conv_layout
+        if layout == "auto":
+            key = (x.shape[1:], tuple(padding), tuple(geom))
+            layout = self._conv_layouts.get(key)
+            if layout is None:
+                best = {"nhwc": np.inf, "nchw": np.inf}
+                for rnd in range(4):
+                    for lay in best:
+                        t0 = time.perf_counter()
+                        self._run_conv_in(lay, plan, x, padding, pad_code, geom, st, want_rs, out, row0)
+                        if rnd:
+                            best[lay] = min(best[lay], time.perf_counter() - t0)
+                layout = self._conv_layouts[key] = min(best, key=best.get)
+                if layout == "nchw":  # (out already holds the answer of the last, NCHW, run)
+                    self.last_conv_layout = layout
+                    return out
+        return self._run_conv_in(layout, plan, x, padding, pad_code, geom, st, want_rs, out, row0)
+
+    def _run_conv_in(self, layout, plan, x, padding, pad_code, geom, st, want_rs, out, row0):
         KH, KW, sh, sw, dh, dw, Ho, Wo = geom
         Bt, C = x.shape[:2]
         ph, pw = padding
         P = Ho * Wo
         torch, conv2d = _torch_conv()
         RC = plan["R"] * C
-        XU = self._buffer("XU", (Bt,) + x.shape[2:] + (RC,), np.float32)  # NHWC
-        _convert_planes(x, plan["lut"], XU)
-        xt = torch.from_numpy(XU).permute(0, 3, 1, 2)  # channels-last NCHW view
+        if layout == "nhwc":
+            XU = self._buffer("XU", (Bt,) + x.shape[2:] + (RC,), np.float32)
+            _convert_planes(x, plan["lut"], XU)
+            xt = torch.from_numpy(XU).permute(0, 3, 1, 2)  # channels-last NCHW view
+            wts = plan["wts"]
+        else:
+            XU = self._buffer("XU_nchw", (Bt, RC) + x.shape[2:], np.float32)
+            xt = torch.from_numpy(_convert_planes_nchw(x, plan["lut"], XU))
+            wts = plan["wts_nchw"]
+        self.last_conv_layout = layout
         nnpack = torch._C._get_nnpack_enabled()
         if nnpack:  # where oneDNN declines a shape, NNPACK might take it with Winograd/FFT transforms
             torch._C._set_nnpack_enabled(False)
         try:
             with torch.no_grad():
                 ys = [conv2d(xt if g1 - g0 == RC else xt[:, g0:g1], wt, stride=(sh, sw), padding=(ph, pw),
-                             dilation=(dh, dw)) for g0, g1, wt in plan["wts"]]
+                             dilation=(dh, dw)) for g0, g1, wt in wts]
         finally:
             if nnpack:
                 torch._C._set_nnpack_enabled(True)
@@ -2154,6 +2217,7 @@ class PreparedGemm:
         key, reason = self.path_for(M, conv_in)
         path, _, backend = key.partition("/")
         self.last_path, self.last_reason = path, reason
+        self.last_conv_layout = None  # (set by the direct convolution)
         self.last_backend = ("int8" if backend else "float") if path in FACTORED else None
         return path, bool(backend)
 
@@ -2369,7 +2433,7 @@ class PreparedGemm:
         """JSON-ready: multiplier, table kind, last path used and why."""
         return {"multiplier": self.mult.name, "kind": self.analysis.kind, "rank": self.analysis.rank,
                 "K": self.K, "N": self.N, "path": self.last_path, "factored_backend": self.last_backend,
-                "reason": self.last_reason}
+                "conv_layout": self.last_conv_layout, "reason": self.last_reason}
 
 
 def ax_gemm(a_codes, b_codes, mult, path: str = "auto", signed: bool | None = None) -> np.ndarray:
@@ -2389,7 +2453,7 @@ class PreparedConv2d:
 
     def __init__(self, w_codes, mult, stride=1, padding=0, dilation=1, groups: int = 1,
                  path: str = "auto", signed: bool | None = None, lookup_variant: str = "auto",
-                 conv_backend: str = "auto", factored_backend: str = "auto"):
+                 conv_backend: str = "auto", factored_backend: str = "auto", conv_layout: str = "auto"):
         w = _codes(w_codes, "w_codes")
         if w.ndim != 4 or w.shape[0] % groups:
             raise ValueError(f"w_codes must be (O, C/groups, kh, kw) with O divisible by groups={groups}, got {w.shape}")
@@ -2399,7 +2463,8 @@ class PreparedConv2d:
         O, Cg, kh, kw = w.shape
         og = O // groups
         self.gemms = [PreparedGemm(w[g * og:(g + 1) * og].reshape(og, -1).T, mult, path, signed,
-                                   lookup_variant, conv_backend, factored_backend) for g in range(groups)]
+                                   lookup_variant, conv_backend, factored_backend, conv_layout)
+                      for g in range(groups)]
 
     def __call__(self, x_codes, pad_code: int = 0, epilogue: Epilogue | None = None):
         """LUT convolution of x (B, C, H, W) codes.

@@ -85,8 +85,8 @@ def paths_for(table, signed):
 
 def variants_for(table, signed):
     """(path, kwargs) pairs: every path, and every implementation of the lookup and factored
-    paths (int16 / int32 lookup sums; torch direct convolution / im2col + BLAS; float / int8
-    factored backends)."""
+    paths (int16 / int32 lookup sums; torch direct convolution, NHWC or NCHW planes / im2col +
+    BLAS; float / int8 factored backends)."""
     an, paths = paths_for(table, signed)
     out = [(p, {}) for p in paths]
     out.append(("lookup", {"lookup_variant": "wide"}))
@@ -94,6 +94,7 @@ def variants_for(table, signed):
         out.append(("lookup", {"lookup_variant": "narrow"}))
     if an.factored:
         out.append((an.kind, {"conv_backend": "blas"}))
+        out += [(an.kind, {"conv_layout": lay}) for lay in ("nhwc", "nchw")]
         out.append((an.kind, {"factored_backend": "float"}))
         if ak.int8_gemm() is not None and an.int8 is not None:
             out.append((an.kind, {"factored_backend": "int8"}))
@@ -258,10 +259,38 @@ def test_large_factor_convolutions(C, k, O, seed):
     for t in _BIG_TABLES:
         m = (t, True)
         ref = ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, 3)
-        for kw in ({}, {"conv_backend": "blas"}):
+        for kw in ({}, {"conv_backend": "blas"}, {"conv_layout": "nhwc"}, {"conv_layout": "nchw"}):
             assert np.array_equal(ak.PreparedConv2d(w, m, 1, 1, path="lowrank", **kw)(x, 3), ref), kw
         # int32 lookup sums would overflow for the ~2^30 table: K-ranges summed in int64
         assert np.array_equal(ak.PreparedConv2d(w, m, 1, 1, path="lookup")(x, 3), ref)
+
+
+def test_direct_convolution_layout_is_timed_once_and_reported(monkeypatch):
+    """conv_layout="auto" times both plane layouts on the first call of a geometry, keeps the
+    faster for later calls (any batch size), and reports it; bad pins raise."""
+    if ak._torch_conv() is None:
+        pytest.skip("torch missing")
+    rng = np.random.default_rng(3)
+    m = (perforated(1, 2, False), False)
+    w = rng.integers(0, 256, (5, 3, 3, 3)).astype(np.uint8)
+    layer = ak.PreparedConv2d(w, m, 1, 1)
+    calls = []
+    inner = ak.PreparedGemm._run_conv_in
+    monkeypatch.setattr(ak.PreparedGemm, "_run_conv_in", lambda self, lay, *a: calls.append(lay if self is layer.gemms[0] else "pinned:" + lay) or inner(self, lay, *a))
+    for bn in (2, 2, 3):
+        x = rng.integers(0, 256, (bn, 3, 6, 7)).astype(np.uint8)
+        assert np.array_equal(layer(x, 9), ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, 9))
+        epi = ak.Epilogue(scale=np.linspace(0.5, 1.0, 5), bias=np.arange(5.0), za=9, zw=np.full(5, 128))
+        pinned = ak.PreparedConv2d(w, m, 1, 1, conv_layout="nhwc")  # (held to the reference by the epilogue test)
+        assert np.array_equal(layer(x, 9, epi), pinned(x, 9, epi))
+    chosen = layer.describe()["conv_layout"]
+    assert list(layer.gemms[0]._conv_layouts.values()) == [chosen] and chosen in ("nhwc", "nchw")
+    auto = [c for c in calls if not c.startswith("pinned")]
+    # 4 timing rounds, then one more run unless the last (NCHW) one was kept; 5 later calls
+    assert auto[:8] == ["nhwc", "nchw"] * 4 and auto[8:] == [chosen] * (6 - (chosen == "nchw"))
+    assert layer.describe()["path"] == "bitplane"
+    with pytest.raises(ValueError, match="conv_layout"):
+        ak.PreparedConv2d(w, m, conv_layout="nhcw")
 
 
 def test_narrow_lookup_is_offered_for_short_range_tables():
