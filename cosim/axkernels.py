@@ -1841,6 +1841,11 @@ def choose_path(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0,
     return best, f"{an.note}; model: {reason}"
 
 
+# layer geometry (input C, H, W; factor rank; plane groups; N; padding; geometry) -> the
+# direct convolution's faster plane layout, "nhwc" or "nchw" (see `PreparedGemm._run_conv`)
+_CONV_LAYOUTS: dict = {}
+
+
 class PreparedGemm:
     """One layer's LUT GEMM with its weights fixed: C = sum_k T[A[m,k], B[k,n]] for any A.
 
@@ -1892,7 +1897,6 @@ class PreparedGemm:
         self.conv_backend = conv_backend
         self.factored_backend = factored_backend
         self.conv_layout = conv_layout
-        self._conv_layouts: dict = {}  # input shape -> the faster direct-convolution layout
         self.last_conv_layout = None
         self._factored = None
         self._int8 = None
@@ -2016,16 +2020,19 @@ class PreparedGemm:
     def _run_conv(self, plan, x, padding, pad_code, geom, st, want_rs, out, row0):
         """The direct-convolution path on the factor planes, in the layout pinned by
         `conv_layout` or, under "auto", the faster one for this layer geometry: on its first
-        call both are run once (oneDNN builds its kernels), then timed three times each,
-        alternating, and the faster minimum is kept for every later call (the results are
+        call with a layer geometry both are run once (oneDNN builds its kernels), then timed
+        three times each, alternating, and the faster minimum is kept for every later call of
+        any layer with that geometry, in `_CONV_LAYOUTS` (the results are
         identical, exact integers in float32 either way; oneDNN's channels-last kernels win on
         most layers, NCHW on some, e.g. LeNet-5's, where the output also needs no transposing
         pass).
         """
         layout = self.conv_layout
         if layout == "auto":
-            key = (x.shape[1:], tuple(padding), tuple(geom))
-            layout = self._conv_layouts.get(key)
+            # (keyed by geometry, not weights: every layer of this shape, e.g. a search's
+            # candidates, reuses the choice)
+            key = (x.shape[1:], plan["R"], len(plan["wts"]), self.N, tuple(padding), tuple(geom))
+            layout = _CONV_LAYOUTS.get(key)
             if layout is None:
                 best = {"nhwc": np.inf, "nchw": np.inf}
                 for rnd in range(4):
@@ -2034,7 +2041,7 @@ class PreparedGemm:
                         self._run_conv_in(lay, plan, x, padding, pad_code, geom, st, want_rs, out, row0)
                         if rnd:
                             best[lay] = min(best[lay], time.perf_counter() - t0)
-                layout = self._conv_layouts[key] = min(best, key=best.get)
+                layout = _CONV_LAYOUTS[key] = min(best, key=best.get)
                 if layout == "nchw":  # (out already holds the answer of the last, NCHW, run)
                     self.last_conv_layout = layout
                     return out

@@ -267,16 +267,18 @@ def test_large_factor_convolutions(C, k, O, seed):
 
 def test_direct_convolution_layout_is_timed_once_and_reported(monkeypatch):
     """conv_layout="auto" times both plane layouts on the first call of a geometry, keeps the
-    faster for later calls (any batch size), and reports it; bad pins raise."""
+    faster for later calls (any batch size, any layer of that geometry), and reports it; bad
+    pins raise."""
     if ak._torch_conv() is None:
         pytest.skip("torch missing")
+    monkeypatch.setattr(ak, "_CONV_LAYOUTS", {})
     rng = np.random.default_rng(3)
     m = (perforated(1, 2, False), False)
     w = rng.integers(0, 256, (5, 3, 3, 3)).astype(np.uint8)
     layer = ak.PreparedConv2d(w, m, 1, 1)
     calls = []
     inner = ak.PreparedGemm._run_conv_in
-    monkeypatch.setattr(ak.PreparedGemm, "_run_conv_in", lambda self, lay, *a: calls.append(lay if self is layer.gemms[0] else "pinned:" + lay) or inner(self, lay, *a))
+    monkeypatch.setattr(ak.PreparedGemm, "_run_conv_in", lambda self, lay, *a: calls.append(lay if self is layer.gemms[0] else "other:" + lay) or inner(self, lay, *a))
     for bn in (2, 2, 3):
         x = rng.integers(0, 256, (bn, 3, 6, 7)).astype(np.uint8)
         assert np.array_equal(layer(x, 9), ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, 9))
@@ -284,11 +286,15 @@ def test_direct_convolution_layout_is_timed_once_and_reported(monkeypatch):
         pinned = ak.PreparedConv2d(w, m, 1, 1, conv_layout="nhwc")  # (held to the reference by the epilogue test)
         assert np.array_equal(layer(x, 9, epi), pinned(x, 9, epi))
     chosen = layer.describe()["conv_layout"]
-    assert list(layer.gemms[0]._conv_layouts.values()) == [chosen] and chosen in ("nhwc", "nchw")
-    auto = [c for c in calls if not c.startswith("pinned")]
+    assert list(ak._CONV_LAYOUTS.values()) == [chosen] and chosen in ("nhwc", "nchw")
+    auto = [c for c in calls if not c.startswith("other")]
     # 4 timing rounds, then one more run unless the last (NCHW) one was kept; 5 later calls
     assert auto[:8] == ["nhwc", "nchw"] * 4 and auto[8:] == [chosen] * (6 - (chosen == "nchw"))
     assert layer.describe()["path"] == "bitplane"
+    other = ak.PreparedConv2d(rng.integers(0, 256, (5, 3, 3, 3)).astype(np.uint8), m, 1, 1)
+    n = len(calls)
+    other(x, 9)
+    assert calls[n:] == ["other:" + chosen]  # same geometry, other weights: no new timing
     with pytest.raises(ValueError, match="conv_layout"):
         ak.PreparedConv2d(w, m, conv_layout="nhcw")
 
