@@ -1707,42 +1707,76 @@ def _convert_planes_nchw(x, lut, out):
     return out
 
 
+@njit(cache=True)
+def _edge_sum(top, bot, w0, KW, W, rows, taps, lp):
+    """One patch sum of `_patch_sums` whose columns [w0, w0 + KW) cross the ifmap's edge: the
+    box of the summed-area rows top / bot clipped to [0, W), plus lp per padded tap."""
+    c0, c1 = max(w0, 0), min(w0 + KW, W)
+    if rows and c1 > c0:
+        return bot[c1] - top[c1] - bot[c0] + top[c0] + (taps - rows * (c1 - c0)) * lp
+    return taps * lp
+
+
 @njit(parallel=True, cache=True)
 def _patch_sums(x, ph, pw, pad, lut, KH, KW, sh, sw, dh, dw, Ho, Wo):
     """s[(b*Ho + oh)*Wo + ow] = sum over the patch (c, i, j) of lut[code], the codes of x (B, C,
     H, W) padded by (ph, pw) with code `pad` (padding is virtual: no padded copy). Undilated
     patches are boxes: four reads of a summed-area table of the channel-summed plane, plus
-    lut[pad] * C per padded tap (the direct sum over taps cost as much as a small layer)."""
+    lut[pad] * C per padded tap (the direct sum over taps cost as much as a small layer); the
+    columns whose patches lie inside the ifmap take the four reads without clipping. The
+    channel sum reads codes directly when lut is the identity (the affine row sums)."""
     Bn, C, H, W = x.shape
-    out = np.zeros(Bn * Ho * Wo, np.int64)
+    out = np.empty(Bn * Ho * Wo, np.int64)
     lp = lut[pad] * C
     taps = KH * KW
+    identity = True
+    for i in range(256):
+        if lut[i] != i:
+            identity = False
+            break
+    lo = min(Wo, max(0, -(-pw // sw)))  # output columns [lo, hi): patch inside horizontally
+    hi = max(lo, min(Wo, (W - KW + pw) // sw + 1)) if W >= KW - pw else lo
     for b in prange(Bn):
         plane = np.zeros((H, W), np.int64)
         for c in range(C):
             for h in range(H):
-                for w in range(W):
-                    plane[h, w] += lut[x[b, c, h, w]]
-        sat = np.zeros((H + 1, W + 1), np.int64)  # sat[h, w] = sum of plane[:h, :w]
-        for h in range(H):
-            run = 0
-            for w in range(W):
-                run += plane[h, w]
-                sat[h + 1, w + 1] = sat[h, w + 1] + run
-        for oh in range(Ho):
-            for ow in range(Wo):
-                h0 = oh * sh - ph
-                w0 = ow * sw - pw
-                s = 0
-                if dh == 1 and dw == 1:
-                    a0, a1 = max(h0, 0), min(h0 + KH, H)
-                    c0, c1 = max(w0, 0), min(w0 + KW, W)
-                    inside = 0
-                    if a1 > a0 and c1 > c0:
-                        s = sat[a1, c1] - sat[a0, c1] - sat[a1, c0] + sat[a0, c0]
-                        inside = (a1 - a0) * (c1 - c0)
-                    s += (taps - inside) * lp
+                pr = plane[h]
+                xr = x[b, c, h]
+                if identity:
+                    for w in range(W):
+                        pr[w] += np.int64(xr[w])
                 else:
+                    for w in range(W):
+                        pr[w] += lut[xr[w]]
+        ob = out[b * Ho * Wo:(b + 1) * Ho * Wo]
+        if dh == 1 and dw == 1:
+            sat = np.zeros((H + 1, W + 1), np.int64)  # sat[h, w] = sum of plane[:h, :w]
+            for h in range(H):
+                run = np.int64(0)
+                for w in range(W):
+                    run += plane[h, w]
+                    sat[h + 1, w + 1] = sat[h, w + 1] + run
+            for oh in range(Ho):
+                h0 = oh * sh - ph
+                a0, a1 = max(h0, 0), min(h0 + KH, H)
+                rows = a1 - a0 if a1 > a0 else 0
+                top = sat[a0] if rows else sat[0]
+                bot = sat[a1] if rows else sat[0]
+                orow = ob[oh * Wo:(oh + 1) * Wo]
+                base = (taps - rows * KW) * lp
+                for q in range(lo, hi):
+                    w0 = q * sw - pw
+                    orow[q] = bot[w0 + KW] - top[w0 + KW] - bot[w0] + top[w0] + base
+                for ow in range(lo):
+                    orow[ow] = _edge_sum(top, bot, ow * sw - pw, KW, W, rows, taps, lp)
+                for ow in range(max(lo, hi), Wo):
+                    orow[ow] = _edge_sum(top, bot, ow * sw - pw, KW, W, rows, taps, lp)
+        else:
+            for oh in range(Ho):
+                for ow in range(Wo):
+                    h0 = oh * sh - ph
+                    w0 = ow * sw - pw
+                    s = np.int64(0)
                     for i in range(KH):
                         h = h0 + i * dh
                         for j in range(KW):
@@ -1751,7 +1785,7 @@ def _patch_sums(x, ph, pw, pad, lut, KH, KW, sh, sw, dh, dw, Ho, Wo):
                                 s += plane[h, w]
                             else:
                                 s += lp
-                out[(b * Ho + oh) * Wo + ow] = s
+                    ob[oh * Wo + ow] = s
     return out
 
 

@@ -418,16 +418,17 @@ def test_conv_every_path_matches_reference(kind, signed, B, C, H, W, O, k, strid
        kw=st.integers(1, 4), stride=st.integers(1, 3), dil=st.integers(1, 2), ph=st.integers(0, 3),
        pw=st.integers(0, 3), pad=st.integers(0, 255), seed=st.integers(0, 2**31))
 def test_patch_sums_equal_im2col_row_sums(B, C, H, W, kh, kw, stride, dil, ph, pw, pad, seed):
-    """The summed-area shortcut (and the dilated loop) equal the row sums of the patches."""
+    """The summed-area shortcut (interior and edge columns, and the dilated loop) equals the row
+    sums of the patches."""
     if H + 2 * ph < dil * (kh - 1) + 1 or W + 2 * pw < dil * (kw - 1) + 1:
         return
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (B, C, H, W)).astype(np.uint8)
-    lut = rng.integers(-1000, 1000, 256).astype(np.int64)
     Ho, Wo = ak.conv_output_size(H, W, kh, kw, stride, (ph, pw), dil)
     A = ak.im2col(x, kh, kw, stride, (ph, pw), dil, pad)
-    got = ak._patch_sums(x, ph, pw, pad, lut, kh, kw, stride, stride, dil, dil, Ho, Wo)
-    assert np.array_equal(got, lut[A].sum(axis=1))
+    for lut in (rng.integers(-1000, 1000, 256).astype(np.int64), ak._IDENTITY):  # (identity: codes read directly)
+        got = ak._patch_sums(x, ph, pw, pad, lut, kh, kw, stride, stride, dil, dil, Ho, Wo)
+        assert np.array_equal(got, lut[A].sum(axis=1))
 
 
 @SETTINGS
