@@ -2211,13 +2211,17 @@ class PreparedGemm:
         return lay
 
     def _buffer(self, name: str, shape, dtype, aligned: bool = False) -> np.ndarray:
-        """A reusable work array: fresh multi-MB arrays cost page faults on every tile
-        (`aligned`: on a 64-byte boundary)."""
+        """A reusable work array, on a 64-byte boundary (`aligned` is kept for the callers that
+        need it): fresh multi-MB arrays cost page faults on every tile. One byte buffer per name
+        holds the largest size asked so far, so the alternating shapes of a call's full and last
+        batch tiles reuse it instead of reallocating each time."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         buf = self._ws.get(name)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            buf = aligned_empty(shape, dtype) if aligned else np.empty(shape, dtype)
+        if buf is None or buf.size < nbytes:
+            buf = aligned_empty((max(nbytes, 64),), np.uint8)
             self._ws[name] = buf
-        return buf
+        return buf[:nbytes].view(dtype).reshape(shape)
 
     def _plain(self, A, path):
         if path == "naive":

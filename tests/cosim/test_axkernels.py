@@ -524,6 +524,18 @@ def test_choose_path_reports_model():
     assert ak.choose_path(rnd, 1024, 1152, 128)[0] == "lookup"
 
 
+def test_work_buffers_are_reused_across_tile_shapes():
+    """A call's full and last batch tiles alternate shapes: the work array of a name is one
+    buffer, grown to the largest size asked and viewed at each shape (64-byte aligned)."""
+    g = ak.PreparedGemm(np.zeros((9, 3), np.uint8), (truncated(6), False))
+    big = g._buffer("t", (366, 6, 7), np.float32)
+    small = g._buffer("t", (134, 6, 7), np.float32)
+    assert small.shape == (134, 6, 7) and small.dtype == np.float32 and np.shares_memory(big, small)
+    assert big.ctypes.data % 64 == 0 and g._buffer("t", (366, 6, 7), np.float32).ctypes.data == big.ctypes.data
+    assert g._buffer("t", (400, 6, 7), np.int64).shape == (400, 6, 7)  # grows
+    assert g._buffer("e", (0, 5), np.int64).shape == (0, 5)
+
+
 def test_lookup_without_packed_loads_is_still_exact(monkeypatch):
     """The big-endian fallback (one code per group) gives the same sums."""
     rng = np.random.default_rng(11)
