@@ -252,7 +252,7 @@ def atomic_write(path: Path, text: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=15, help="timed rounds per row (15: single rows moved by +-30%% between runs of 7 on the shared VM)")
     ap.add_argument("--quick", action="store_true", help="three conv layers only")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "kernels.json")
     args = ap.parse_args()
