@@ -1410,7 +1410,8 @@ LOOKUP_NB32 = True
 
 def _lookup_block(N: int) -> int:
     """Column block of the lookup kernel: 16 columns (a row of 16 int16 is one 32-byte vector;
-    a 256-row table is 8 KiB), 8 for narrow layers (less padding)."""
+    a 256-row table is 8 KiB), 32 when N % 32 == 0 (one 64-byte row, half the row loads per
+    column), 8 for narrow layers (less padding)."""
     if LOOKUP_NB32 and N % 32 == 0:
         return 32
     return 8 if N <= 8 else 16
@@ -1890,7 +1891,7 @@ class PreparedGemm:
     ("auto": torch's direct convolution when importable, "blas": im2col + BLAS) and
     `factored_backend` ("auto": by the cost model; "float": float32/64 BLAS; "int8": torch's
     integer GEMM, see `int8_gemm`) and `conv_layout` (the direct convolution's factor planes:
-    "auto": the faster of the two, timed on the first call per input shape; "nhwc"; "nchw")
+    "auto": the faster of the two, timed once per layer geometry; "nhwc"; "nchw")
     pin an implementation (tests hold each one to the reference).
     """
 
@@ -2053,13 +2054,12 @@ class PreparedGemm:
 
     def _run_conv(self, plan, x, padding, pad_code, geom, st, want_rs, out, row0):
         """The direct-convolution path on the factor planes, in the layout pinned by
-        `conv_layout` or, under "auto", the faster one for this layer geometry: on its first
-        call with a layer geometry both are run once (oneDNN builds its kernels), then timed
-        three times each, alternating, and the faster minimum is kept for every later call of
-        any layer with that geometry, in `_CONV_LAYOUTS` (the results are
-        identical, exact integers in float32 either way; oneDNN's channels-last kernels win on
-        most layers, NCHW on some, e.g. LeNet-5's, where the output also needs no transposing
-        pass).
+        `conv_layout` or, under "auto", the faster one for this layer geometry. The first call
+        of a geometry runs both once (oneDNN builds its kernels), times each three times,
+        alternating, and keeps the faster minimum in `_CONV_LAYOUTS` for every later call of
+        any layer of that geometry. Results are identical either way (exact integers in
+        float32); oneDNN's channels-last kernels win on most layers, NCHW on some (LeNet-5's,
+        where the output then needs no transposing pass).
         """
         layout = self.conv_layout
         if layout == "auto":
@@ -2172,8 +2172,8 @@ class PreparedGemm:
         mb = max(64, min(4096, -(-M // max(1, -(-2 * workers // nblk)))))
         mb = -(-mb // 8) * 8
         width = -(-mb * nb // 32) * 32  # whole cache lines per worker row
-        ws32 = self._buffer("lut_ws32", (workers, width if not (L and self.K <= L) else 32), np.int32, aligned=True)
-        ws16 = self._buffer("lut_ws16", (workers, width if L else 32), np.int16, aligned=True)
+        ws32 = self._buffer("lut_ws32", (workers, width if not (L and self.K <= L) else 32), np.int32)
+        ws16 = self._buffer("lut_ws16", (workers, width if L else 32), np.int16)
         gm, ck = np.int64(r["g"]), np.int64(r["off"] * self.K)
         if r["kmax"] < 8:  # huge tables: a group's int32 sum could overflow, so one row per group
             groups = np.array([(o + i, r0 + i, 1) for o, r0, n in groups for i in range(n)], np.int64).reshape(-1, 3)
@@ -2210,11 +2210,10 @@ class PreparedGemm:
             self._ws[key] = lay
         return lay
 
-    def _buffer(self, name: str, shape, dtype, aligned: bool = False) -> np.ndarray:
-        """A reusable work array, on a 64-byte boundary (`aligned` is kept for the callers that
-        need it): fresh multi-MB arrays cost page faults on every tile. One byte buffer per name
-        holds the largest size asked so far, so the alternating shapes of a call's full and last
-        batch tiles reuse it instead of reallocating each time."""
+    def _buffer(self, name: str, shape, dtype) -> np.ndarray:
+        """A reusable work array on a 64-byte boundary: fresh multi-MB arrays cost page faults
+        on every tile. One byte buffer per name holds the largest size asked so far, so the
+        alternating shapes of a call's full and last batch tiles reuse it."""
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         buf = self._ws.get(name)
