@@ -923,6 +923,14 @@ def _emit_float(acc, nm, gm, salpha, sbeta, ck, rowsum, zw, cterm, scale, bias, 
                     orow[p] = np.float32(v * sc + bi)
 
 
+def _direct_emit(out3, row0, st, rowsum, gm, ck) -> tuple:
+    """The `emit` argument of the lookup kernels writing a convolution's output directly:
+    mode 1 (int64 accumulators) without an epilogue state st, mode 2 (float32) with one."""
+    if st is None:
+        return (1, out3, row0, gm, ck, _NO_F64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
+    return (2, out3, row0, gm, ck, _f64(rowsum), st[1], st[2], st[3], st[4])
+
+
 def _f64(v: np.ndarray) -> np.ndarray:
     """Exact integer terms (|v| < 2^53) as float64 for the float epilogues."""
     return np.ascontiguousarray(v, dtype=np.float64)
@@ -1322,6 +1330,33 @@ def _widen(acc, a16, n):
     a16[:n] = 0
 
 
+@njit(cache=True)
+def _accumulate(src, xbs, groups, g_lo, g_hi, G, t_row, nb, L, only16, acc, a16):
+    """One block's sums over groups g_lo..g_hi-1 (tables from table row t_row on): into the
+    int32 acc, or, when only16, left in the int16 a16 (see `_lut_gemm`)."""
+    ml = xbs.shape[0]
+    row = uint64(256 * nb)
+    narrow = L > 0
+    if narrow:
+        a16[:] = 0
+    if not only16:
+        acc[:] = 0
+    used = 0
+    for g in range(g_lo, g_hi):
+        n = groups[g, 2]
+        if narrow and not only16 and used + n > L:
+            _widen(acc, a16, ml * nb)
+            used = 0
+        t0 = (t_row + uint64(groups[g, 1])) * row
+        if narrow:
+            _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, a16)
+        else:
+            _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, acc)
+        used += n
+    if narrow and not only16:
+        _widen(acc, a16, ml * nb)
+
+
 @njit(parallel=True, cache=True)
 def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emit, ws32, ws16):
     """out[m, q*nb + j] = sum over the rows k of groups g_lo..g_hi-1 of G[q, k, code(m, k), j]
@@ -1356,9 +1391,7 @@ def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emi
     K = G.size // (nblk * 256 * nb)
     M = xbase.shape[0]
     nmb = (M + mb - 1) // mb
-    row = uint64(256 * nb)
-    narrow = L > 0
-    only16 = narrow and groups[g_lo:g_hi, 2].sum() <= L
+    only16 = L > 0 and groups[g_lo:g_hi, 2].sum() <= L
     ntask = nblk * nmb
     workers = ws32.shape[0]
     for wk in prange(workers):
@@ -1369,22 +1402,7 @@ def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emi
             xbs = xbase[m0:m0 + ml]
             a16 = ws16[wk, :ml * nb]
             acc = ws32[wk, :ml * nb]
-            if narrow:
-                a16[:] = 0
-            if not only16:
-                acc[:] = 0
-            used = 0
-            for g in range(g_lo, g_hi):
-                n = groups[g, 2]
-                if narrow and not only16 and used + n > L:
-                    _widen(acc, a16, ml * nb)
-                    used = 0
-                t0 = uint64(q * K + groups[g, 1]) * row
-                if narrow:
-                    _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, a16)
-                else:
-                    _rows(src, xbs, uint64(groups[g, 0]), n, nb, G, t0, acc)
-                used += n
+            _accumulate(src, xbs, groups, g_lo, g_hi, G, uint64(q * K), nb, L, only16, acc, a16)
             # (the column count as a literal: constant strides make the transposing writes
             # about twice as fast)
             if only16 and nb == 16:
@@ -1394,14 +1412,165 @@ def _lut_gemm(src, xbase, groups, G, nb, nblk, mb, L, g_lo, g_hi, tout, out, emi
             elif only16:
                 _emit_block(a16, 8, q, m0, ml, tout, out, emit)
             else:
-                if narrow:
-                    _widen(acc, a16, ml * nb)
                 if nb == 16:
                     _emit_block(acc, 16, q, m0, ml, tout, out, emit)
                 elif nb == 32:
                     _emit_block(acc, 32, q, m0, ml, tout, out, emit)
                 else:
                     _emit_block(acc, 8, q, m0, ml, tout, out, emit)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Row windows: the lookup for convolutions with few output channels
+# ----------------------------------------------------------------------------------------
+# With N <= 8 columns a table row fills a quarter of a 32-lane vector. A stride-1 kernel row
+# instead gives each input column a window: the KW*N products of its code with the kernel
+# row's KW taps and N channels (lane kx*N + n), 32 lanes. Row m' = (b, oy, input column xc)
+# sums the windows of its KH*C codes, which lie consecutively in a (B, Wp, Hp, C) copy of the
+# padded ifmap (column-major images), so a 5x5 kernel on one channel takes five codes per m'
+# instead of 25 per output, and output (oy, ox) sums lane kx*N + n of rows xc = ox + kx.
+WINDOW_LANES = 32
+
+
+@intrinsic
+def _winsum8(typingctx, tile, toff, acc, a0, step, kw):
+    """tile[toff : toff + 8] = sum over i < kw of acc[a0 + i*step : a0 + i*step + 8] (int32,
+    kw a literal: the kw vector loads are unrolled)."""
+    if not (isinstance(kw, types.IntegerLiteral) and isinstance(tile, types.Array) and isinstance(acc, types.Array)
+            and tile.dtype == types.int32 and acc.dtype == types.int32):
+        return None
+    n = kw.literal_value
+
+    def codegen(context, builder, sig, args):
+        aty = sig.args[2]
+        elt = context.get_data_type(aty.dtype)
+        i64 = llvm_ir.IntType(64)
+        total = None
+        for i in range(n):
+            off = builder.add(args[3], builder.mul(args[4], i64(i)))
+            v = builder.load(_vec_ptr(context, builder, aty, args[2], off, 8, elt), align=4)
+            total = v if total is None else builder.add(total, v)
+        builder.store(total, _vec_ptr(context, builder, sig.args[0], args[0], args[1], 8, elt), align=4)
+        return context.get_dummy_value()
+    return types.void(tile, toff, acc, a0, step, kw), codegen
+
+
+@njit(cache=True)
+def _window_sums(tile, acc, base, step, Wo, KW):
+    """tile[8 ox : 8 ox + 8] = sum over kx of acc[base + 32 (ox + kx) + kx N ...] (step = 32 + N)."""
+    for ox in range(uint64(Wo)):
+        a0 = base + (ox << uint64(5))
+        t = ox << uint64(3)
+        if KW == 5:
+            _winsum8(tile, t, acc, a0, step, 5)
+        elif KW == 3:
+            _winsum8(tile, t, acc, a0, step, 3)
+        elif KW == 2:
+            _winsum8(tile, t, acc, a0, step, 2)
+        elif KW == 4:
+            _winsum8(tile, t, acc, a0, step, 4)
+        elif KW == 6:
+            _winsum8(tile, t, acc, a0, step, 6)
+        else:
+            _winsum8(tile, t, acc, a0, step, 7)
+
+
+@njit(cache=True)
+def _emit_window(acc, m0, ml, Wp, Wo, N, KW, emit, tile):
+    """Write the outputs of block rows m0 .. m0 + ml (whole image rows of Wp windows) from
+    their window sums, as `_emit_block` modes 1 and 2 do (emit[2] = the tile's first flat
+    output row; emit[5], the row sums, indexed by output row within the call)."""
+    o3 = emit[1]
+    P = o3.shape[2]
+    gm = emit[3]
+    ck = emit[4]
+    step = uint64(WINDOW_LANES + N)
+    for r in range(ml // Wp):
+        ir = m0 // Wp + r  # image row (b, oy) within the call
+        loc = ir * Wo
+        b = (emit[2] + loc) // P
+        p = emit[2] + loc - b * P
+        _window_sums(tile, acc, uint64(r * Wp * WINDOW_LANES), step, Wo, KW)
+        for n in range(N):
+            orow = o3[b, n, p:p + Wo]
+            un = uint64(n)
+            if emit[0] == 1:
+                for ox in range(uint64(Wo)):
+                    orow[ox] = np.int64(tile[(ox << uint64(3)) + un]) * gm + ck
+            else:
+                rs = emit[5][loc:loc + Wo]
+                fgm = np.float64(gm)
+                sb = np.float64(ck + emit[7][n])
+                z = np.float64(emit[6][n])
+                sc = emit[8][n]
+                bi = emit[9][n]
+                for ox in range(uint64(Wo)):
+                    v = np.float64(tile[(ox << uint64(3)) + un]) * fgm + (sb - z * rs[ox])
+                    orow[ox] = np.float32(v * sc + bi)
+
+
+@njit(parallel=True, cache=True)
+def _lut_window(src, xbase, groups, G, mb, L, Wp, Wo, N, KW, emit, ws32, ws16, tiles):
+    """A convolution's output from row windows (see above): block rows m' in blocks of mb
+    (whole image rows), summed like `_lut_gemm`'s with one 32-lane column block, then
+    `_emit_window`. ws32 rows carry 32 lanes of slack (the window sums read 8 lanes from
+    lane kx*N on); tiles: one (Wo*8,) int32 row per worker."""
+    M = xbase.shape[0]
+    nmb = (M + mb - 1) // mb
+    ng = groups.shape[0]
+    workers = ws32.shape[0]
+    for wk in prange(workers):
+        for task in range(wk, nmb, workers):
+            m0 = task * mb
+            ml = min(M, m0 + mb) - m0
+            acc = ws32[wk, :ml * WINDOW_LANES]
+            _accumulate(src, xbase[m0:m0 + ml], groups, 0, ng, G, uint64(0), WINDOW_LANES, L, False, acc,
+                        ws16[wk, :ml * WINDOW_LANES])
+            _emit_window(acc, m0, ml, Wp, Wo, N, KW, emit, tiles[wk])
+
+
+def window_fits(N: int, KH: int, KW: int, sh: int, sw: int, dh: int, dw: int) -> str | None:
+    """None when a convolution can take the row-window lookup, else why not."""
+    if sw != 1 or dw != 1 or dh != 1:
+        return f"needs unit column stride and dilation (stride {sh}x{sw}, dilation {dh}x{dw})"
+    if not 2 <= KW <= 7:
+        return f"kernel width {KW} outside 2..7"
+    if N > 8 or KW * N > WINDOW_LANES:
+        return f"{KW} taps x {N} channels exceed {WINDOW_LANES} lanes (or N > 8)"
+    return None
+
+
+def lookup_layout_window(Bn: int, C: int, Hp: int, Wp: int, KH: int, sh: int, Ho: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(xbase, groups, order) of the row windows over a (B, Wp, Hp, C) padded ifmap: row
+    m' = (b, oy, xc) starts at code (b, xc, oy*sh, 0) and its KH*C codes (ky, c) follow;
+    order[r] = the window row (ky*C + c) of table row r, -1 under a padded group."""
+    b = np.arange(Bn, dtype=np.int64)[:, None, None] * (Wp * Hp * C)
+    oy = np.arange(Ho, dtype=np.int64)[None, :, None] * (sh * C)
+    xc = np.arange(Wp, dtype=np.int64)[None, None, :] * (Hp * C)
+    groups, rows = _runs_to_groups([(0, 0, KH * C)])
+    return (b + oy + xc).reshape(-1), groups, rows
+
+
+@njit(parallel=True, cache=True)
+def _pad_codes_wt(x, ph, pw, pad, out):
+    """out (B, Wp, Hp, C) = x (B, C, H, W) codes padded with code `pad`, column-major images."""
+    Bn, C, H, W = x.shape
+    Wp, Hp = out.shape[1], out.shape[2]
+    for bw in prange(Bn * Wp):
+        b = bw // Wp
+        w = bw % Wp - pw
+        o = out[b, bw % Wp]
+        if w < 0 or w >= W:
+            o[:, :] = pad
+            continue
+        o[:ph, :] = pad
+        o[ph + H:, :] = pad
+        for c in range(C):
+            xc = x[b, c]
+            for h in range(H):
+                o[ph + h, c] = xc[h, w]
     return out
 
 
@@ -1891,15 +2060,16 @@ class PreparedGemm:
     ("auto": torch's direct convolution when importable, "blas": im2col + BLAS) and
     `factored_backend` ("auto": by the cost model; "float": float32/64 BLAS; "int8": torch's
     integer GEMM, see `int8_gemm`) and `conv_layout` (the direct convolution's factor planes:
-    "auto": the faster of the two, timed once per layer geometry; "nhwc"; "nchw")
-    pin an implementation (tests hold each one to the reference).
+    "auto": the faster of the two, timed once per layer geometry; "nhwc"; "nchw") and
+    `lookup_layout` (a convolution's lookup: "auto": row windows where `window_fits`, else
+    "patches", the implicit im2col) pin an implementation (tests hold each one to the reference).
     """
 
     TILE_BYTES = 4 << 20  # converted-operand bytes per row tile
 
     def __init__(self, b_codes, mult, path: str = "auto", signed: bool | None = None,
                  lookup_variant: str = "auto", conv_backend: str = "auto", factored_backend: str = "auto",
-                 conv_layout: str = "auto"):
+                 conv_layout: str = "auto", lookup_layout: str = "auto"):
         self.mult = as_multiplier(mult, signed)
         self.B = _codes(b_codes, "b_codes")
         if self.B.ndim != 2:
@@ -1916,6 +2086,8 @@ class PreparedGemm:
             raise ValueError(f"conv_backend must be 'auto' or 'blas', got {conv_backend!r}")
         if conv_layout not in ("auto", "nhwc", "nchw"):
             raise ValueError(f"conv_layout must be 'auto', 'nhwc' or 'nchw', got {conv_layout!r}")
+        if lookup_layout not in ("auto", "patches", "window"):
+            raise ValueError(f"lookup_layout must be 'auto', 'patches' or 'window', got {lookup_layout!r}")
         if factored_backend not in ("auto", "float", "int8"):
             raise ValueError(f"factored_backend must be 'auto', 'float' or 'int8', got {factored_backend!r}")
         if factored_backend == "int8":
@@ -1932,7 +2104,9 @@ class PreparedGemm:
         self.conv_backend = conv_backend
         self.factored_backend = factored_backend
         self.conv_layout = conv_layout
+        self.lookup_layout = lookup_layout
         self.last_conv_layout = None
+        self.last_lookup_layout = None
         self._factored = None
         self._int8 = None
         self._rows: dict = {}  # lookup weight rows per table-row order
@@ -2131,10 +2305,11 @@ class PreparedGemm:
         return out
 
     # -- lookup --------------------------------------------------------------------------
-    def _prepare_rows(self, order=None):
+    def _prepare_rows(self, order=None, window=None):
         """The lookup kernel's weight rows G (and its constants), with the table rows in the
-        order `order` (k of row r = order[r]; None: k order), built once per order."""
-        key = None if order is None else order.tobytes()
+        order `order` (k of row r = order[r]; None: k order), built once per order. window =
+        (C, KH, KW): the row windows' rows instead (row ky*C + c, lane kx*N + n)."""
+        key = (None if order is None else order.tobytes(), window)
         rows = self._rows.get(key)
         if rows is None:
             t = self.mult.table
@@ -2147,8 +2322,13 @@ class PreparedGemm:
                 dt = np.uint16 if lo >= 0 and hi < 65536 else (np.int16 if lo >= -32768 and hi < 32768 else np.int32)
                 tab, off, g, L = t.astype(dt), 0, 1, 0
             nb = _lookup_block(self.N)
-            nblk = -(-self.N // nb)
-            B = self.B if order is None else np.ascontiguousarray(self.B[np.maximum(order, 0)])
+            B = self.B
+            if window is not None:
+                C, KH, KW = window
+                B = np.ascontiguousarray(B.reshape(C, KH, KW, self.N).transpose(1, 0, 2, 3).reshape(KH * C, KW * self.N))
+                nb = WINDOW_LANES
+            nblk = -(-B.shape[1] // nb)
+            B = B if order is None else np.ascontiguousarray(B[np.maximum(order, 0)])
             G = _build_rows(B, tab, nb, aligned_empty((nblk, B.shape[0], 256, nb), tab.dtype))
             if order is not None:
                 G[:, order < 0] = 0  # the zero rows under padded groups
@@ -2179,11 +2359,7 @@ class PreparedGemm:
             groups = np.array([(o + i, r0 + i, 1) for o, r0, n in groups for i in range(n)], np.int64).reshape(-1, 3)
         ng = groups.shape[0]
         if direct is not None and self.K <= r["kmax"]:
-            out3, row0, st, rowsum = direct
-            if st is None:
-                emit = (1, out3, row0, gm, ck, _NO_F64, _NO_I64, _NO_I64, _NO_F64, _NO_F64)
-            else:
-                emit = (2, out3, row0, gm, ck, _f64(rowsum), st[1], st[2], st[3], st[4])
+            emit = _direct_emit(*direct, gm, ck)
             _lut_gemm(src, xbase, groups, r["G"], nb, nblk, mb, L, 0, ng, tout, _NO_OUT, emit, ws32, ws16)
             return None, gm, ck
         shape = (self.N, M) if tout else (M, self.N)
@@ -2202,6 +2378,39 @@ class PreparedGemm:
                     g0, rows = g, 0
                 rows += n
         return acc, gm, ck
+
+    def _lookup_window(self, x, padding, pad_code, geom, st, rs, out, row0) -> bool:
+        """The row-window lookup of one batch tile (see `_lut_window`), or False when its int32
+        sums could overflow (then the patch layout runs)."""
+        KH, KW, sh, sw, dh, dw, Ho, Wo = geom
+        Bn, C, H, W = x.shape
+        ph, pw = padding
+        Hp, Wp = H + 2 * ph, W + 2 * pw
+        r = self._prepare_rows(None, (C, KH, KW))
+        if self.K > r["kmax"]:
+            return False
+        groups, rows = _runs_to_groups([(0, 0, KH * C)])
+        if not np.array_equal(rows, np.arange(KH * C)):
+            r = self._prepare_rows(rows, (C, KH, KW))
+        n = Bn * Wp * Hp * C
+        flat = self._buffer("xp_wt", (n + 8,), np.uint8)
+        flat[n:] = 0
+        _pad_codes_wt(np.ascontiguousarray(x), ph, pw, np.uint8(pad_code & 0xFF), flat[:n].reshape(Bn, Wp, Hp, C))
+        xbase, groups, _ = self._layout(("window", Bn, C, Hp, Wp, KH, sh, Ho), lookup_layout_window,
+                                        Bn, C, Hp, Wp, KH, sh, Ho)
+        workers = max(1, numba.get_num_threads())
+        per = max(1, min(max(1, 2048 // Wp), -(-Bn * Ho // (2 * workers))))  # image rows per block
+        mb = per * Wp
+        lanes = mb * WINDOW_LANES
+        ws32 = self._buffer("win_ws32", (workers, lanes + WINDOW_LANES), np.int32)
+        ws16 = self._buffer("win_ws16", (workers, WINDOW_LANES), np.int16)
+        tiles = self._buffer("win_tiles", (workers, Wo * 8 + 8), np.int32)
+        gm, ck = np.int64(r["g"]), np.int64(r["off"] * self.K)
+        # (L = 0: int16 tables too are summed straight into int32 lanes; the few rows per window
+        # saved less than widening the whole block cost)
+        _lut_window(flat, xbase, groups, r["G"], mb, 0, Wp, Wo, self.N, KW, _direct_emit(out, row0, st, rs, gm, ck),
+                    ws32, ws16, tiles)
+        return True
 
     def _layout(self, key, fn, *args):
         lay = self._ws.get(key)
@@ -2262,6 +2471,7 @@ class PreparedGemm:
         path, _, backend = key.partition("/")
         self.last_path, self.last_reason = path, reason
         self.last_conv_layout = None  # (set by the direct convolution)
+        self.last_lookup_layout = None  # (set by a convolution's lookup)
         self.last_backend = ("int8" if backend else "float") if path in FACTORED else None
         return path, bool(backend)
 
@@ -2438,6 +2648,16 @@ class PreparedGemm:
         if path in FACTORED and plan is not None:
             return self._run_conv(plan, x, padding, pad_code & 0xFF, geom, st, want_rs, out, row0)
         if path == "lookup":
+            rs = (_patch_sums(x, ph, pw, pad_code & 0xFF, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo) if want_rs
+                  else np.zeros(M, np.int64))
+            why = window_fits(self.N, KH, KW, sh, sw, dh, dw)
+            if self.lookup_layout == "window" and why is not None:
+                raise ValueError(f"lookup_layout='window': {why}")
+            if (self.lookup_layout != "patches" and why is None
+                    and self._lookup_window(x, padding, pad_code, geom, st, rs, out, row0)):
+                self.last_lookup_layout = "window"
+                return out
+            self.last_lookup_layout = "patches"
             # NHWC copy of the padded ifmap, read in place by the kernel (implicit im2col),
             # with the 8 bytes past the end a group of 4 loads
             Bn, C, H, W = x.shape
@@ -2449,8 +2669,6 @@ class PreparedGemm:
                             flat[:n].reshape(Bn, Hp, Wp, C))
             xbase, groups, order = self._layout(("conv", Bn, C, Hp, Wp) + tuple(geom), lookup_layout_conv,
                                                 Bn, C, Hp, Wp, KH, KW, sh, sw, dh, dw, Ho, Wo)
-            rs = (_patch_sums(x, ph, pw, pad_code & 0xFF, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo) if want_rs
-                  else np.zeros(M, np.int64))
             acc, gm, ck = self._lookup(flat, xbase, groups, order, tout=True, direct=(out, row0, st, rs))
             if acc is not None:
                 self._emit(acc, True, gm, np.zeros(M, np.int64), np.zeros(self.N, np.int64), ck, rs, st, out, row0)
@@ -2477,7 +2695,8 @@ class PreparedGemm:
         """JSON-ready: multiplier, table kind, last path used and why."""
         return {"multiplier": self.mult.name, "kind": self.analysis.kind, "rank": self.analysis.rank,
                 "K": self.K, "N": self.N, "path": self.last_path, "factored_backend": self.last_backend,
-                "conv_layout": self.last_conv_layout, "reason": self.last_reason}
+                "conv_layout": self.last_conv_layout, "lookup_layout": self.last_lookup_layout,
+                "reason": self.last_reason}
 
 
 def ax_gemm(a_codes, b_codes, mult, path: str = "auto", signed: bool | None = None) -> np.ndarray:
@@ -2497,7 +2716,8 @@ class PreparedConv2d:
 
     def __init__(self, w_codes, mult, stride=1, padding=0, dilation=1, groups: int = 1,
                  path: str = "auto", signed: bool | None = None, lookup_variant: str = "auto",
-                 conv_backend: str = "auto", factored_backend: str = "auto", conv_layout: str = "auto"):
+                 conv_backend: str = "auto", factored_backend: str = "auto", conv_layout: str = "auto",
+                 lookup_layout: str = "auto"):
         w = _codes(w_codes, "w_codes")
         if w.ndim != 4 or w.shape[0] % groups:
             raise ValueError(f"w_codes must be (O, C/groups, kh, kw) with O divisible by groups={groups}, got {w.shape}")
@@ -2507,7 +2727,7 @@ class PreparedConv2d:
         O, Cg, kh, kw = w.shape
         og = O // groups
         self.gemms = [PreparedGemm(w[g * og:(g + 1) * og].reshape(og, -1).T, mult, path, signed,
-                                   lookup_variant, conv_backend, factored_backend, conv_layout)
+                                   lookup_variant, conv_backend, factored_backend, conv_layout, lookup_layout)
                       for g in range(groups)]
 
     def __call__(self, x_codes, pad_code: int = 0, epilogue: Epilogue | None = None):

@@ -85,11 +85,12 @@ def paths_for(table, signed):
 
 def variants_for(table, signed):
     """(path, kwargs) pairs: every path, and every implementation of the lookup and factored
-    paths (int16 / int32 lookup sums; torch direct convolution, NHWC or NCHW planes / im2col +
-    BLAS; float / int8 factored backends)."""
+    paths (int16 / int32 lookup sums, patch or row-window convolutions; torch direct
+    convolution, NHWC or NCHW planes / im2col + BLAS; float / int8 factored backends)."""
     an, paths = paths_for(table, signed)
     out = [(p, {}) for p in paths]
     out.append(("lookup", {"lookup_variant": "wide"}))
+    out.append(("lookup", {"lookup_layout": "patches"}))  # (convolutions: "auto" takes row windows where they fit)
     if an.narrow is not None:
         out.append(("lookup", {"lookup_variant": "narrow"}))
     if an.factored:
@@ -467,6 +468,57 @@ def test_fused_epilogue_equals_integer_then_dequantize(kind, affine, per_channel
     for path, kw in variants_for(t, signed):
         got = ak.PreparedGemm(w.reshape(O, -1).T, m, path, **kw)(A, ep, out=out)
         assert np.array_equal(np.moveaxis(got.reshape(1, O, 6, 5), 1, -1), want[:1]), (path, kw)
+
+
+@settings(max_examples=30, deadline=None)
+@given(kind=st.sampled_from(KINDS), signed=st.booleans(), B=st.integers(1, 3), C=st.integers(1, 3),
+       H=st.integers(2, 12), W=st.integers(2, 12), O=st.integers(1, 8), kh=st.integers(1, 6), kw=st.integers(2, 7),
+       sh=st.integers(1, 3), ph=st.integers(0, 3), pw=st.integers(0, 3), pad_code=st.integers(0, 255),
+       variant=st.sampled_from(["auto", "narrow", "wide"]), float_out=st.booleans(), seed=st.integers(0, 2**31))
+def test_row_window_lookup_matches_reference(kind, signed, B, C, H, W, O, kh, kw, sh, ph, pw, pad_code, variant,
+                                             float_out, seed):
+    """The row-window lookup (few output channels, unit column stride) against the reference,
+    with int64 and float32 (affine epilogue) outputs and small batch tiles."""
+    if H + 2 * ph < kh or W + 2 * pw < kw or ak.window_fits(O, kh, kw, sh, 1, 1, 1) is not None:
+        return
+    rng = np.random.default_rng(seed)
+    t = table_for(kind, rng, signed)
+    m = (t, signed)
+    if variant == "narrow" and ak.analyze(m).narrow is None:
+        variant = "wide"
+    x = rng.integers(0, 256, (B, C, H, W)).astype(np.uint8)
+    w = rng.integers(0, 256, (O, C, kh, kw)).astype(np.uint8)
+    layer = ak.PreparedConv2d(w, m, (sh, 1), (ph, pw), path="lookup", lookup_variant=variant,
+                              lookup_layout="window")
+    layer.TILE_BYTES = int(rng.integers(1, 4000))  # several batch tiles (row0 > 0)
+    ref = ak.lut_conv2d_reference(x, w, m, (sh, 1), (ph, pw), pad_code=pad_code)
+    if not float_out:
+        assert np.array_equal(layer(x, pad_code), ref)
+        assert layer.describe()["lookup_layout"] == "window"
+        return
+    scale = rng.uniform(1e-4, 1e-2, O)
+    zw = rng.integers(0, 256, O)
+    ep = ak.Epilogue(scale, rng.normal(size=O), pad_code, zw)
+    pat = ak.PreparedConv2d(w, m, (sh, 1), (ph, pw), path="lookup", lookup_variant=variant, lookup_layout="patches")
+    got, want = layer(x, pad_code, ep), pat(x, pad_code, ep)
+    assert np.array_equal(got, want)  # (the patch layout's epilogue is held to the integers above)
+
+
+def test_row_window_is_chosen_reported_and_refused_where_it_does_not_fit():
+    m = (exact_table(False), False)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (2, 1, 12, 12)).astype(np.uint8)
+    w = rng.integers(0, 256, (6, 1, 5, 5)).astype(np.uint8)
+    layer = ak.PreparedConv2d(w, m, path="lookup")
+    assert np.array_equal(layer(x), ak.lut_conv2d_reference(x, w, m))
+    assert layer.describe()["lookup_layout"] == "window"
+    wide = ak.PreparedConv2d(rng.integers(0, 256, (16, 1, 5, 5)).astype(np.uint8), m, path="lookup")
+    wide(x)
+    assert wide.describe()["lookup_layout"] == "patches"
+    with pytest.raises(ValueError, match="column stride"):
+        ak.PreparedConv2d(w, m, stride=2, path="lookup", lookup_layout="window")(x)
+    with pytest.raises(ValueError, match="lookup_layout"):
+        ak.PreparedConv2d(w, m, lookup_layout="rows")
 
 
 # -- threads, errors -------------------------------------------------------------------------
