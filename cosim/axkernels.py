@@ -34,6 +34,10 @@ Fast paths, each bit-exact against the reference (tests/cosim/test_axkernels.py)
   kernel row of an NHWC copy of the padded ifmap read in place: implicit im2col). Tables that are an
   offset plus a multiple of a short integer range (truncation and broken-array designs drop
   low partial products, so theirs are multiples of 2^t) are summed in int16 lanes (`narrow_lut`).
+  Convolutions with few output channels (N <= 8, unit column stride) take row windows instead
+  (`_lut_window`): each input column's code looks up the 32-lane products with a whole kernel
+  row (KW taps x N channels), and an output sums KW of those windows, so LeNet-5's 5x5 conv1
+  adds five 30-lane rows per output where the patch layout adds 25 rows of 6.
 
 Why the float paths are exact: every operand factor is an integer, and the reduction is cut
 into chunks whose bound sum_k max|U| |V[B[k, n]]| (from the layer's actual weights) is <= 2^24
