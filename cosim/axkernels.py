@@ -1481,45 +1481,67 @@ def _window_sums(tile, acc, base, step, Wo, KW):
 
 
 @njit(cache=True)
-def _emit_window(acc, m0, ml, Wp, Wo, N, KW, emit, tile):
+def _window_out_int(tile, o3, b, p, Wo, N, gm, ck):
+    for n in range(N):
+        orow = o3[b, n, p:p + Wo]
+        un = uint64(n)
+        for ox in range(uint64(Wo)):
+            orow[ox] = np.int64(tile[(ox << uint64(3)) + un]) * gm + ck
+
+
+@njit(cache=True)
+def _window_out_float(tile, o3, b, p, Wo, N, gm, ck, rs, zw, cterm, scale, bias):
+    fgm = np.float64(gm)
+    for n in range(N):
+        orow = o3[b, n, p:p + Wo]
+        un = uint64(n)
+        sb = np.float64(ck + cterm[n])
+        z = np.float64(zw[n])
+        sc = scale[n]
+        bi = bias[n]
+        for ox in range(uint64(Wo)):
+            v = np.float64(tile[(ox << uint64(3)) + un]) * fgm + (sb - z * rs[ox])
+            orow[ox] = np.float32(v * sc + bi)
+
+
+@njit(cache=True)
+def _emit_window(acc, m0, ml, Wp, Wo, N, KW, rs_lane, emit, tile, rs):
     """Write the outputs of block rows m0 .. m0 + ml (whole image rows of Wp windows) from
     their window sums, as `_emit_block` modes 1 and 2 do (emit[2] = the tile's first flat
-    output row; emit[5], the row sums, indexed by output row within the call)."""
+    output row). The float epilogue's patch code sums go through rs (float64, Wo): the KW
+    windows' lane rs_lane, or, when rs_lane < 0, emit[5] (indexed by output row within the call)."""
     o3 = emit[1]
     P = o3.shape[2]
-    gm = emit[3]
-    ck = emit[4]
     step = uint64(WINDOW_LANES + N)
     for r in range(ml // Wp):
         ir = m0 // Wp + r  # image row (b, oy) within the call
         loc = ir * Wo
         b = (emit[2] + loc) // P
         p = emit[2] + loc - b * P
-        _window_sums(tile, acc, uint64(r * Wp * WINDOW_LANES), step, Wo, KW)
-        for n in range(N):
-            orow = o3[b, n, p:p + Wo]
-            un = uint64(n)
-            if emit[0] == 1:
-                for ox in range(uint64(Wo)):
-                    orow[ox] = np.int64(tile[(ox << uint64(3)) + un]) * gm + ck
-            else:
-                rs = emit[5][loc:loc + Wo]
-                fgm = np.float64(gm)
-                sb = np.float64(ck + emit[7][n])
-                z = np.float64(emit[6][n])
-                sc = emit[8][n]
-                bi = emit[9][n]
-                for ox in range(uint64(Wo)):
-                    v = np.float64(tile[(ox << uint64(3)) + un]) * fgm + (sb - z * rs[ox])
-                    orow[ox] = np.float32(v * sc + bi)
+        base = uint64(r * Wp * WINDOW_LANES)
+        _window_sums(tile, acc, base, step, Wo, KW)
+        if emit[0] == 1:
+            _window_out_int(tile, o3, b, p, Wo, N, emit[3], emit[4])
+            continue
+        if rs_lane >= 0:
+            for ox in range(uint64(Wo)):
+                v = np.int32(0)
+                a = base + (ox << uint64(5)) + uint64(rs_lane)
+                for kx in range(uint64(KW)):
+                    v += acc[a + (kx << uint64(5))]
+                rs[ox] = v
+        else:
+            rs[:Wo] = emit[5][loc:loc + Wo]
+        _window_out_float(tile, o3, b, p, Wo, N, emit[3], emit[4], rs, emit[6], emit[7], emit[8], emit[9])
 
 
 @njit(parallel=True, cache=True)
-def _lut_window(src, xbase, groups, G, mb, L, Wp, Wo, N, KW, emit, ws32, ws16, tiles):
+def _lut_window(src, xbase, groups, G, mb, L, Wp, Wo, N, KW, rs_lane, emit, ws32, ws16, tiles, rsums):
     """A convolution's output from row windows (see above): block rows m' in blocks of mb
     (whole image rows), summed like `_lut_gemm`'s with one 32-lane column block, then
-    `_emit_window`. ws32 rows carry 32 lanes of slack (the window sums read 8 lanes from
-    lane kx*N on); tiles: one (Wo*8,) int32 row per worker."""
+    `_emit_window` (rs_lane >= 0: the float epilogue's patch code sums from that lane). ws32
+    rows carry 32 lanes of slack (the window sums read 8 lanes from
+    lane kx*N on); tiles, rsums: one (Wo*8,) int32 and one (Wo,) float64 row per worker."""
     M = xbase.shape[0]
     nmb = (M + mb - 1) // mb
     ng = groups.shape[0]
@@ -1531,7 +1553,7 @@ def _lut_window(src, xbase, groups, G, mb, L, Wp, Wo, N, KW, emit, ws32, ws16, t
             acc = ws32[wk, :ml * WINDOW_LANES]
             _accumulate(src, xbase[m0:m0 + ml], groups, 0, ng, G, uint64(0), WINDOW_LANES, L, False, acc,
                         ws16[wk, :ml * WINDOW_LANES])
-            _emit_window(acc, m0, ml, Wp, Wo, N, KW, emit, tiles[wk])
+            _emit_window(acc, m0, ml, Wp, Wo, N, KW, rs_lane, emit, tiles[wk], rsums[wk])
 
 
 def window_fits(N: int, KH: int, KW: int, sh: int, sw: int, dh: int, dw: int) -> str | None:
@@ -2312,7 +2334,9 @@ class PreparedGemm:
     def _prepare_rows(self, order=None, window=None):
         """The lookup kernel's weight rows G (and its constants), with the table rows in the
         order `order` (k of row r = order[r]; None: k order), built once per order. window =
-        (C, KH, KW): the row windows' rows instead (row ky*C + c, lane kx*N + n)."""
+        (C, KH, KW): the row windows' rows instead (row ky*C + c, lane kx*N + n; when KW*N < 32,
+        lane 31 holds the code value, so windows also sum the patch's codes for the affine
+        epilogue)."""
         key = (None if order is None else order.tobytes(), window)
         rows = self._rows.get(key)
         if rows is None:
@@ -2334,6 +2358,8 @@ class PreparedGemm:
             nblk = -(-B.shape[1] // nb)
             B = B if order is None else np.ascontiguousarray(B[np.maximum(order, 0)])
             G = _build_rows(B, tab, nb, aligned_empty((nblk, B.shape[0], 256, nb), tab.dtype))
+            if window is not None and B.shape[1] < nb:  # the spare last lane sums the codes themselves
+                G[0, :, :, nb - 1] = np.arange(256)
             if order is not None:
                 G[:, order < 0] = 0  # the zero rows under padded groups
             G = G.reshape(-1)
@@ -2383,12 +2409,16 @@ class PreparedGemm:
                 rows += n
         return acc, gm, ck
 
-    def _lookup_window(self, x, padding, pad_code, geom, st, rs, out, row0) -> bool:
+    def _lookup_window(self, x, padding, pad_code, geom, st, want_rs, out, row0) -> bool:
         """The row-window lookup of one batch tile (see `_lut_window`), or False when its int32
-        sums could overflow (then the patch layout runs)."""
+        sums could overflow (then the patch layout runs). The patch code sums of the affine
+        epilogue come from the windows' spare lane where there is one."""
         KH, KW, sh, sw, dh, dw, Ho, Wo = geom
         Bn, C, H, W = x.shape
         ph, pw = padding
+        rs_lane = WINDOW_LANES - 1 if want_rs and KW * self.N < WINDOW_LANES else -1
+        rs = (_patch_sums(x, ph, pw, pad_code & 0xFF, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo)
+              if want_rs and rs_lane < 0 else _NO_I64)
         Hp, Wp = H + 2 * ph, W + 2 * pw
         r = self._prepare_rows(None, (C, KH, KW))
         if self.K > r["kmax"]:
@@ -2409,11 +2439,12 @@ class PreparedGemm:
         ws32 = self._buffer("win_ws32", (workers, lanes + WINDOW_LANES), np.int32)
         ws16 = self._buffer("win_ws16", (workers, WINDOW_LANES), np.int16)
         tiles = self._buffer("win_tiles", (workers, Wo * 8 + 8), np.int32)
+        rsums = self._buffer("win_rsums", (workers, Wo), np.float64)
         gm, ck = np.int64(r["g"]), np.int64(r["off"] * self.K)
         # (L = 0: int16 tables too are summed straight into int32 lanes; the few rows per window
         # saved less than widening the whole block cost)
-        _lut_window(flat, xbase, groups, r["G"], mb, 0, Wp, Wo, self.N, KW, _direct_emit(out, row0, st, rs, gm, ck),
-                    ws32, ws16, tiles)
+        _lut_window(flat, xbase, groups, r["G"], mb, 0, Wp, Wo, self.N, KW, rs_lane,
+                    _direct_emit(out, row0, st, rs, gm, ck), ws32, ws16, tiles, rsums)
         return True
 
     def _layout(self, key, fn, *args):
@@ -2652,16 +2683,16 @@ class PreparedGemm:
         if path in FACTORED and plan is not None:
             return self._run_conv(plan, x, padding, pad_code & 0xFF, geom, st, want_rs, out, row0)
         if path == "lookup":
-            rs = (_patch_sums(x, ph, pw, pad_code & 0xFF, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo) if want_rs
-                  else np.zeros(M, np.int64))
             why = window_fits(self.N, KH, KW, sh, sw, dh, dw)
             if self.lookup_layout == "window" and why is not None:
                 raise ValueError(f"lookup_layout='window': {why}")
             if (self.lookup_layout != "patches" and why is None
-                    and self._lookup_window(x, padding, pad_code, geom, st, rs, out, row0)):
+                    and self._lookup_window(x, padding, pad_code, geom, st, want_rs, out, row0)):
                 self.last_lookup_layout = "window"
                 return out
             self.last_lookup_layout = "patches"
+            rs = (_patch_sums(x, ph, pw, pad_code & 0xFF, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo) if want_rs
+                  else np.zeros(M, np.int64))
             # NHWC copy of the padded ifmap, read in place by the kernel (implicit im2col),
             # with the 8 bytes past the end a group of 4 loads
             Bn, C, H, W = x.shape
