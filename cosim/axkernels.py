@@ -1509,7 +1509,8 @@ def _emit_window(acc, m0, ml, Wp, Wo, N, KW, rs_lane, emit, tile, rs):
     """Write the outputs of block rows m0 .. m0 + ml (whole image rows of Wp windows) from
     their window sums, as `_emit_block` modes 1 and 2 do (emit[2] = the tile's first flat
     output row). The float epilogue's patch code sums go through rs (float64, Wo): the KW
-    windows' lane rs_lane, or, when rs_lane < 0, emit[5] (indexed by output row within the call)."""
+    windows' lane rs_lane; when rs_lane == -1, emit[5] (indexed by output row within the call);
+    below that, none (rs stays as the caller left it: zeros)."""
     o3 = emit[1]
     P = o3.shape[2]
     step = uint64(WINDOW_LANES + N)
@@ -1530,7 +1531,7 @@ def _emit_window(acc, m0, ml, Wp, Wo, N, KW, rs_lane, emit, tile, rs):
                 for kx in range(uint64(KW)):
                     v += acc[a + (kx << uint64(5))]
                 rs[ox] = v
-        else:
+        elif rs_lane == -1:
             rs[:Wo] = emit[5][loc:loc + Wo]
         _window_out_float(tile, o3, b, p, Wo, N, emit[3], emit[4], rs, emit[6], emit[7], emit[8], emit[9])
 
@@ -2416,9 +2417,9 @@ class PreparedGemm:
         KH, KW, sh, sw, dh, dw, Ho, Wo = geom
         Bn, C, H, W = x.shape
         ph, pw = padding
-        rs_lane = WINDOW_LANES - 1 if want_rs and KW * self.N < WINDOW_LANES else -1
+        rs_lane = (WINDOW_LANES - 1 if KW * self.N < WINDOW_LANES else -1) if want_rs else -2
         rs = (_patch_sums(x, ph, pw, pad_code & 0xFF, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo)
-              if want_rs and rs_lane < 0 else _NO_I64)
+              if rs_lane == -1 else _NO_I64)
         Hp, Wp = H + 2 * ph, W + 2 * pw
         r = self._prepare_rows(None, (C, KH, KW))
         if self.K > r["kmax"]:
@@ -2440,6 +2441,7 @@ class PreparedGemm:
         ws16 = self._buffer("win_ws16", (workers, WINDOW_LANES), np.int16)
         tiles = self._buffer("win_tiles", (workers, Wo * 8 + 8), np.int32)
         rsums = self._buffer("win_rsums", (workers, Wo), np.float64)
+        rsums[:] = 0
         gm, ck = np.int64(r["g"]), np.int64(r["off"] * self.K)
         # (L = 0: int16 tables too are summed straight into int32 lanes; the few rows per window
         # saved less than widening the whole block cost)

@@ -497,8 +497,8 @@ def test_row_window_lookup_matches_reference(kind, signed, B, C, H, W, O, kh, kw
         assert layer.describe()["lookup_layout"] == "window"
         return
     scale = rng.uniform(1e-4, 1e-2, O)
-    zw = rng.integers(0, 256, O)
-    ep = ak.Epilogue(scale, rng.normal(size=O), pad_code, zw)
+    affine = not signed  # (signed: the symmetric scheme, no zero-points)
+    ep = ak.Epilogue(scale, rng.normal(size=O), pad_code if affine else 0, rng.integers(0, 256, O) if affine else None)
     pat = ak.PreparedConv2d(w, m, (sh, 1), (ph, pw), path="lookup", lookup_variant=variant, lookup_layout="patches")
     got, want = layer(x, pad_code, ep), pat(x, pad_code, ep)
     assert np.array_equal(got, want)  # (the patch layout's epilogue is held to the integers above)
