@@ -49,7 +49,9 @@ Winograd/FFT transforms are not sub-sums of exact products, is switched off arou
 and reduced-precision fp32 math modes disable the torch path.)
 
 The path is chosen per layer (`choose_path`) by a cost model whose constants were measured on
-the development machine; `PreparedGemm.describe()` says which path a layer took and why.
+the development machine; a convolution whose lookup and direct-convolution costs it models
+within CONV_PATH_TIMING_BAND of each other runs both once per layer geometry and keeps the
+faster. `PreparedGemm.describe()` says which path a layer took and why.
 Measured ratios against exact float32 torch: benchmarks/bench_kernels.py.
 
 Every Numba kernel here is `parallel=True` over disjoint output rows or tiles with integer
@@ -2075,6 +2077,11 @@ def choose_path(an: TableAnalysis, M: int, K: int, N: int, conv_in: int = 0,
 # layer geometry (input C, H, W; factor rank; plane groups; N; padding; geometry) -> the
 # direct convolution's faster plane layout, "nhwc" or "nchw" (see `PreparedGemm._run_conv`)
 _CONV_LAYOUTS: dict = {}
+# convolutions whose modelled lookup and direct-convolution costs are within this factor are
+# timed instead, once per layer geometry and table kind (`PreparedGemm._timed_conv_path`): the
+# model's constants come from one machine and are a few tens of percent off elsewhere
+CONV_PATH_TIMING_BAND = 1.6
+_CONV_PATHS: dict = {}
 
 
 class PreparedGemm:
@@ -2666,6 +2673,8 @@ class PreparedGemm:
         KH, KW, sh, sw, dh, dw, Ho, Wo = geom
         M = x.shape[0] * Ho * Wo
         plan = self.conv_plan_for(x.shape[1], KH, KW, padding, pad_code)
+        if plan is not None and self.requested == "auto" and self.factored_backend != "int8":
+            self._timed_conv_path(x, geom, epilogue, out, row0, padding, pad_code, plan)
         path, on_int8 = self._use(M, x.size if plan is not None else 0)
         st = None if epilogue is None else self._epilogue_state(epilogue)
         want_rs = st is not None and st[0]
@@ -2727,6 +2736,38 @@ class PreparedGemm:
         self._emit(acc, False, np.int64(1), np.zeros(M, np.int64), np.zeros(self.N, np.int64), np.int64(0), rs, st,
                    out, row0)
         return out
+
+    def _timed_conv_path(self, x, geom, epilogue, out, row0, padding, pad_code, plan):
+        """Under path="auto", a convolution whose lookup and direct-convolution costs the model
+        puts within CONV_PATH_TIMING_BAND of each other runs both (one warm-up, then two
+        alternating timed rounds) and keeps the faster for this call shape; the choice is also
+        kept module-wide per layer geometry and table kind, so later layers of that shape (a
+        search's candidates) reuse it untimed. Both write the same exact integers."""
+        M = x.shape[0] * geom[6] * geom[7]
+        key = (M, x.size)
+        hit = self._paths.get(key)
+        if hit is not None and (hit[1] == "timing" or "timed" in hit[1]):
+            return
+        an = self.analysis
+        costs = estimate_costs(an, M, self.K, self.N, x.size, int8=False)
+        if an.kind not in costs or max(costs.values()) > CONV_PATH_TIMING_BAND * min(costs.values()):
+            return
+        gkey = (x.shape[1:], tuple(geom), tuple(padding), self.N, an.kind, an.rank, an.narrow is not None,
+                len(plan["wts"]), self.lookup_variant, self.lookup_layout, self.conv_layout)
+        model = ", ".join(f"{k}~{v / 1e6:.2f}ms" for k, v in sorted(costs.items(), key=lambda kv: kv[1]))
+        done = _CONV_PATHS.get(gkey)
+        if done is None:
+            best = {"lookup": np.inf, an.kind: np.inf}
+            for rnd in range(3):
+                for p in best:
+                    self._paths[key] = (p, "timing")
+                    t0 = time.perf_counter()
+                    self.run_patches(x, geom, epilogue, out, row0, padding, pad_code)
+                    if rnd:
+                        best[p] = min(best[p], time.perf_counter() - t0)
+            done = _CONV_PATHS[gkey] = (min(best, key=best.get),
+                                        ", ".join(f"{k} {v * 1e3:.2f}ms" for k, v in best.items()))
+        self._paths[key] = (done[0], f"{an.note}; model: {model}; timed: {done[1]}")
 
     def describe(self) -> dict:
         """JSON-ready: multiplier, table kind, last path used and why."""

@@ -276,7 +276,7 @@ def test_direct_convolution_layout_is_timed_once_and_reported(monkeypatch):
     rng = np.random.default_rng(3)
     m = (perforated(1, 2, False), False)
     w = rng.integers(0, 256, (5, 3, 3, 3)).astype(np.uint8)
-    layer = ak.PreparedConv2d(w, m, 1, 1)
+    layer = ak.PreparedConv2d(w, m, 1, 1, path="bitplane")  # (auto might time lookup against it)
     calls = []
     inner = ak.PreparedGemm._run_conv_in
     monkeypatch.setattr(ak.PreparedGemm, "_run_conv_in", lambda self, lay, *a: calls.append(lay if self is layer.gemms[0] else "other:" + lay) or inner(self, lay, *a))
@@ -292,12 +292,45 @@ def test_direct_convolution_layout_is_timed_once_and_reported(monkeypatch):
     # 4 timing rounds, then one more run unless the last (NCHW) one was kept; 5 later calls
     assert auto[:8] == ["nhwc", "nchw"] * 4 and auto[8:] == [chosen] * (6 - (chosen == "nchw"))
     assert layer.describe()["path"] == "bitplane"
-    other = ak.PreparedConv2d(rng.integers(0, 256, (5, 3, 3, 3)).astype(np.uint8), m, 1, 1)
+    other = ak.PreparedConv2d(rng.integers(0, 256, (5, 3, 3, 3)).astype(np.uint8), m, 1, 1, path="bitplane")
     n = len(calls)
     other(x, 9)
     assert calls[n:] == ["other:" + chosen]  # same geometry, other weights: no new timing
     with pytest.raises(ValueError, match="conv_layout"):
         ak.PreparedConv2d(w, m, conv_layout="nhcw")
+
+
+def test_close_conv_paths_are_timed_once_per_geometry(monkeypatch):
+    """path="auto": a convolution whose lookup and direct-convolution costs are modelled close
+    runs both once per layer geometry and table kind, keeps the faster (reported with both
+    times), and later layers of that shape reuse the choice untimed; pinned paths never time."""
+    if ak._torch_conv() is None:
+        pytest.skip("torch missing")
+    monkeypatch.setattr(ak, "_CONV_PATHS", {})
+    monkeypatch.setattr(ak, "CONV_PATH_TIMING_BAND", 1e9)  # (any factored table is "close")
+    rng = np.random.default_rng(5)
+    m = (perforated(1, 2, False), False)
+    x = rng.integers(0, 256, (2, 3, 9, 9)).astype(np.uint8)
+    calls = []
+    inner = ak.PreparedGemm.run_patches
+    monkeypatch.setattr(ak.PreparedGemm, "run_patches", lambda self, *a, **k: calls.append(1) or inner(self, *a, **k))
+    w = rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8)
+    layer = ak.PreparedConv2d(w, m, 1, 1)
+    assert np.array_equal(layer(x, 7), ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, 7))
+    d = layer.describe()
+    assert "timed: lookup" in d["reason"] and d["path"] in ("lookup", "bitplane")
+    assert len(calls) == 1 + 6 and len(ak._CONV_PATHS) == 1  # the call, and 3 rounds of both paths
+    other = ak.PreparedConv2d(rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8), m, 1, 1)
+    calls.clear()
+    other(x, 7)
+    assert len(calls) == 1 and other.describe()["path"] == d["path"] and "timed" in other.describe()["reason"]
+    calls.clear()
+    ak.PreparedConv2d(w, m, 1, 1, path="lookup")(x, 7)
+    assert len(calls) == 1
+    monkeypatch.setattr(ak, "CONV_PATH_TIMING_BAND", 0.5)  # (nothing is close: the model decides)
+    far = ak.PreparedConv2d(w, m, 2, 1)
+    far(x, 7)
+    assert "timed" not in far.describe()["reason"]
 
 
 def test_narrow_lookup_is_offered_for_short_range_tables():
