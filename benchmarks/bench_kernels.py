@@ -78,6 +78,8 @@ MULTIPLIERS = {
     "table_only": ["mul8u_drum_k4", "mul8u_roba", "mul8u_mitchell", "mul8u_etm_s4"],
 }
 
+MIN_ROW_SECONDS = 0.4  # timed seconds per row, torch + auto + auto_f32 together (see `interleaved`)
+
 # issue 5's targets: ratio of the automatic path to exact float32 torch, per group
 TARGETS = {"partial_product": 1.5, "table_only": 3.0}
 
@@ -95,24 +97,36 @@ CONV_LAYERS = [
 GEMM = ("gemm.1024x1152x128", 1024, 1152, 128, 0, 0, 0, 0)
 
 
-def interleaved(fns: dict, rounds: int, sparse: tuple = (), mins: dict | None = None) -> tuple[dict, dict, dict]:
+MAX_ROUNDS = 200
+
+
+def interleaved(fns: dict, rounds: int, sparse: tuple = (), mins: dict | None = None,
+                min_seconds: float = 0.0) -> tuple[dict, dict, dict]:
     """Time several callables round-robin (one call each per round, after a warm-up), so slow
     drifts of a shared machine's load hit all of them alike. Callables named in `sparse` run in
-    every other round only (slow baselines). Returns (median wall s, median CPU s, last result);
-    `mins`, when given, receives the minimum CPU s of each (the least disturbed round)."""
+    every other round of the first `rounds` only (slow baselines). At least `rounds` rounds,
+    and more (up to MAX_ROUNDS) until the others have run for min_seconds in all:
+    sub-millisecond rows moved by 30 % between runs of 15 rounds. Returns (median wall s, median CPU s, last result);
+    `mins`, when given, receives the minimum CPU s of each (the least disturbed round) and
+    the number of rounds under "rounds"."""
     res = {k: f() for k, f in fns.items()}
     walls = {k: [] for k in fns}
     cpus = {k: [] for k in fns}
-    for r in range(rounds):
+    r, spent = 0, 0.0
+    while r < rounds or (spent < min_seconds and r < MAX_ROUNDS):
+        r += 1
         for k, f in fns.items():
-            if k in sparse and r % 2:
+            if k in sparse and (r % 2 == 0 or r > rounds):
                 continue
             t0, c0 = time.perf_counter(), time.process_time()
             res[k] = f()
             walls[k].append(time.perf_counter() - t0)
             cpus[k].append(time.process_time() - c0)
+            if k not in sparse:
+                spent += walls[k][-1]
     if mins is not None:
         mins.update({k: float(np.min(v)) for k, v in cpus.items()})
+        mins["rounds"] = r
     return ({k: float(np.median(v)) for k, v in walls.items()}, {k: float(np.median(v)) for k, v in cpus.items()},
             res)
 
@@ -185,7 +199,7 @@ def bench_layers(repeats: int, quick: bool) -> list[dict]:
                 lo = {}
                 faults = minor_faults()
                 w, c, res = interleaved({"torch": base, "auto": run, "auto_f32": run_f32, "naive": naive}, repeats,
-                                        sparse=("naive",), mins=lo)
+                                        sparse=("naive",), mins=lo, min_seconds=MIN_ROW_SECONDS)
                 tb_w, ta_w, tn_w = w["torch"], w["auto"], w["naive"]
                 tb_c, ta_c, tn_c = c["torch"], c["auto"], c["naive"]
                 got, ref = res["auto"], res["naive"]
@@ -201,7 +215,7 @@ def bench_layers(repeats: int, quick: bool) -> list[dict]:
                     "ratio_auto_cpu_min": lo["auto"] / lo["torch"],
                     "auto_f32out_ms": w["auto_f32"] * 1e3, "ratio_auto_f32out_cpu": c["auto_f32"] / tb_c,
                     "first_call_ms": prep * 1e3, "loadavg_1min": load,
-                    "minor_faults_timed": minor_faults() - faults,
+                    "minor_faults_timed": minor_faults() - faults, "rounds": lo["rounds"],
                 }
                 rows.append(rec)
                 print(f"{name:22s} {mname:18s} {rec['path']:9s} auto {rec['ratio_auto_wall']:6.2f}x "
