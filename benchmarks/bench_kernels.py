@@ -104,9 +104,9 @@ def interleaved(fns: dict, rounds: int, sparse: tuple = (), mins: dict | None = 
                 min_seconds: float = 0.0) -> tuple[dict, dict, dict]:
     """Time several callables round-robin (one call each per round, after a warm-up), so slow
     drifts of a shared machine's load hit all of them alike. Callables named in `sparse` run in
-    every other round of the first `rounds` only (slow baselines). At least `rounds` rounds,
-    and more (up to MAX_ROUNDS) until the others have run for min_seconds in all:
-    sub-millisecond rows moved by 30 % between runs of 15 rounds. Returns (median wall s, median CPU s, last result);
+    every other round only (slow baselines, which also leave the caches as a network's other
+    layers would). At least `rounds` rounds, and more (up to MAX_ROUNDS) until the others have
+    run for min_seconds in all: sub-millisecond rows moved by 30 % between runs of 15 rounds. Returns (median wall s, median CPU s, last result);
     `mins`, when given, receives the minimum CPU s of each (the least disturbed round) and
     the number of rounds under "rounds"."""
     res = {k: f() for k, f in fns.items()}
@@ -116,7 +116,7 @@ def interleaved(fns: dict, rounds: int, sparse: tuple = (), mins: dict | None = 
     while r < rounds or (spent < min_seconds and r < MAX_ROUNDS):
         r += 1
         for k, f in fns.items():
-            if k in sparse and (r % 2 == 0 or r > rounds):
+            if k in sparse and r % 2 == 0:
                 continue
             t0, c0 = time.perf_counter(), time.process_time()
             res[k] = f()

@@ -2739,7 +2739,7 @@ class PreparedGemm:
 
     def _timed_conv_path(self, x, geom, epilogue, out, row0, padding, pad_code, plan):
         """Under path="auto", a convolution whose lookup and direct-convolution costs the model
-        puts within CONV_PATH_TIMING_BAND of each other runs both (one warm-up, then two
+        puts within CONV_PATH_TIMING_BAND of each other runs both (one warm-up, then three
         alternating timed rounds) and keeps the faster for this call shape; the choice is also
         kept module-wide per layer geometry and table kind, so later layers of that shape (a
         search's candidates) reuse it untimed. Both write the same exact integers."""
@@ -2758,7 +2758,7 @@ class PreparedGemm:
         done = _CONV_PATHS.get(gkey)
         if done is None:
             best = {"lookup": np.inf, an.kind: np.inf}
-            for rnd in range(3):
+            for rnd in range(4):
                 for p in best:
                     self._paths[key] = (p, "timing")
                     t0 = time.perf_counter()

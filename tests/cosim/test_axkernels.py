@@ -319,7 +319,7 @@ def test_close_conv_paths_are_timed_once_per_geometry(monkeypatch):
     assert np.array_equal(layer(x, 7), ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, 7))
     d = layer.describe()
     assert "timed: lookup" in d["reason"] and d["path"] in ("lookup", "bitplane")
-    assert len(calls) == 1 + 6 and len(ak._CONV_PATHS) == 1  # the call, and 3 rounds of both paths
+    assert len(calls) == 1 + 8 and len(ak._CONV_PATHS) == 1  # the call, and 4 rounds of both paths
     other = ak.PreparedConv2d(rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8), m, 1, 1)
     calls.clear()
     other(x, 7)
