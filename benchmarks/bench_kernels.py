@@ -309,7 +309,8 @@ def atomic_write(path: Path, text: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=15, help="timed rounds per row (15: single rows moved by +-30%% between runs of 7 on the shared VM)")
+    ap.add_argument("--repeats", type=int, default=15, help="least timed rounds per row; rows also run until MIN_ROW_SECONDS of timed calls "
+                         "(a run takes about 4 minutes)")
     ap.add_argument("--quick", action="store_true", help="three conv layers only")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "kernels.json")
     ap.add_argument("--default-allocator", action="store_true",
