@@ -564,6 +564,7 @@ def test_results_do_not_depend_on_thread_count(kind):
     B = rng.integers(0, 256, (130, 70)).astype(np.uint8)
     x = rng.integers(0, 256, (3, 4, 12, 12)).astype(np.uint8)
     w = rng.integers(0, 256, (40, 4, 3, 3)).astype(np.uint8)
+    w6 = rng.integers(0, 256, (6, 4, 5, 5)).astype(np.uint8)  # (row windows)
     old = numba.get_num_threads()
     results = []
     variants = variants_for(t, False)
@@ -572,7 +573,7 @@ def test_results_do_not_depend_on_thread_count(kind):
             numba.set_num_threads(nt)
             r = [ak.PreparedGemm(B, m, p, **kw)(A) for p, kw in variants]
             r += [ak.PreparedConv2d(w, m, 1, 1, path=p, **kw)(x, 5) for p, kw in variants]
-            results.append(r)
+            results.append(r + [ak.PreparedConv2d(w6, m, 1, 2, path="lookup")(x, 5)])
     finally:
         numba.set_num_threads(old)
     for a, b in zip(*results):
@@ -582,6 +583,7 @@ def test_results_do_not_depend_on_thread_count(kind):
     ref_c = ak.lut_conv2d_reference(x, w, m, 1, 1, 1, 1, 5)
     for got, (p, kw) in zip(results[0], variants + variants):
         assert np.array_equal(got, ref_g if got.ndim == 2 else ref_c), (p, kw)
+    assert np.array_equal(results[0][-1], ak.lut_conv2d_reference(x, w6, m, 1, 2, 1, 1, 5))
 
 
 def test_errors_name_the_problem():
