@@ -2753,7 +2753,7 @@ class PreparedGemm:
         if an.kind not in costs or max(costs.values()) > CONV_PATH_TIMING_BAND * min(costs.values()):
             return
         gkey = (x.shape[1:], tuple(geom), tuple(padding), self.N, an.kind, an.rank, an.narrow is not None,
-                len(plan["wts"]), self.lookup_variant, self.lookup_layout, self.conv_layout)
+                len(plan["wts"]), self.lookup_variant, self.lookup_layout, self.conv_layout, numba.get_num_threads())
         model = ", ".join(f"{k}~{v / 1e6:.2f}ms" for k, v in sorted(costs.items(), key=lambda kv: kv[1]))
         done = _CONV_PATHS.get(gkey)
         if done is None:
