@@ -2424,22 +2424,19 @@ class PreparedGemm:
         KH, KW, sh, sw, dh, dw, Ho, Wo = geom
         Bn, C, H, W = x.shape
         ph, pw = padding
+        Hp, Wp = H + 2 * ph, W + 2 * pw
+        xbase, groups, rows = self._layout(("window", Bn, C, Hp, Wp, KH, sh, Ho), lookup_layout_window,
+                                           Bn, C, Hp, Wp, KH, sh, Ho)
+        r = self._prepare_rows(None if np.array_equal(rows, np.arange(KH * C)) else rows, (C, KH, KW))
+        if self.K > r["kmax"]:
+            return False
         rs_lane = (WINDOW_LANES - 1 if KW * self.N < WINDOW_LANES else -1) if want_rs else -2
         rs = (_patch_sums(x, ph, pw, pad_code & 0xFF, _IDENTITY, KH, KW, sh, sw, dh, dw, Ho, Wo)
               if rs_lane == -1 else _NO_I64)
-        Hp, Wp = H + 2 * ph, W + 2 * pw
-        r = self._prepare_rows(None, (C, KH, KW))
-        if self.K > r["kmax"]:
-            return False
-        groups, rows = _runs_to_groups([(0, 0, KH * C)])
-        if not np.array_equal(rows, np.arange(KH * C)):
-            r = self._prepare_rows(rows, (C, KH, KW))
         n = Bn * Wp * Hp * C
         flat = self._buffer("xp_wt", (n + 8,), np.uint8)
         flat[n:] = 0
         _pad_codes_wt(np.ascontiguousarray(x), ph, pw, np.uint8(pad_code & 0xFF), flat[:n].reshape(Bn, Wp, Hp, C))
-        xbase, groups, _ = self._layout(("window", Bn, C, Hp, Wp, KH, sh, Ho), lookup_layout_window,
-                                        Bn, C, Hp, Wp, KH, sh, Ho)
         workers = max(1, numba.get_num_threads())
         per = max(1, min(max(1, 2048 // Wp), -(-Bn * Ho // (2 * workers))))  # image rows per block
         mb = per * Wp
